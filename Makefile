@@ -1,0 +1,52 @@
+# snnc: `make demo` and `make test` set up .venv (Python 3.10) on first use.
+SHELL := /bin/bash
+VENV  := .venv
+VPY   := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Python 3.10 is required by lava-nc 0.10.0 / lava-dl 0.6.0. Prefer pyenv's 3.10.13, then python3.10 on PATH.
+PYTHON310 ?= $(shell \
+	if command -v pyenv >/dev/null 2>&1 && [ -x "$$(pyenv root)/versions/3.10.13/bin/python" ]; then \
+		echo "$$(pyenv root)/versions/3.10.13/bin/python"; \
+	elif command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1; then \
+		command -v python3.10; \
+	fi)
+
+.PHONY: demo test test-fast lint format bench clean venv
+
+venv: $(STAMP)
+
+$(VPY):
+	@if [ -z "$(PYTHON310)" ]; then \
+		echo "error: Python 3.10 not found. Install it (e.g. 'pyenv install 3.10.13' or your OS package python3.10 with venv) and rerun." >&2; \
+		exit 1; \
+	fi
+	$(PYTHON310) -m venv $(VENV)
+
+$(STAMP): $(VPY) pyproject.toml
+	$(VPY) -m pip install --upgrade "pip<25" >/dev/null
+	$(VPY) -m pip install -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) -m snnc.demo
+
+test: $(STAMP)
+	$(VPY) -m pytest -x -q --timeout=1200 tests
+
+test-fast: $(STAMP)
+	$(VPY) -m pytest -q -m "not slow" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check snnc tests benchmarks
+	$(VENV)/bin/ruff format --check snnc tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix snnc tests benchmarks
+	$(VENV)/bin/ruff format snnc tests benchmarks
+
+bench: $(STAMP)
+	$(VPY) benchmarks/sim_vs_lava.py
+
+clean:
+	rm -rf build .pytest_cache

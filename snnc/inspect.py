@@ -1,0 +1,73 @@
+"""``snnc inspect`` for model files: architecture, layers with shapes, parameters, masks, accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from snnc import checkpoint
+from snnc.nn.zoo import named_blocks
+
+
+def _layer_shapes(model) -> dict[str, tuple]:
+    """Output shape (without batch and time) of every block, from one forward pass at T=2."""
+    shapes: dict[str, tuple] = {}
+    hooks = []
+    for name, block in named_blocks(model):
+        def hook(mod, inp, out, name=name):
+            shapes[name] = tuple(out.shape[1:-1])
+
+        hooks.append(block.register_forward_hook(hook))
+    with torch.no_grad():
+        model(torch.zeros((1, *model.input_shape, 2)))
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def describe_model(path: str | Path, trust_pickle: bool = False) -> dict:
+    model, header = checkpoint.load_model(path, trust_pickle=trust_pickle)
+    shapes = _layer_shapes(model)
+    rows, layers = [], []
+    total_params = 0
+    for name, block in named_blocks(model):
+        params = sum(p.numel() for p in block.parameters(recurse=False))
+        if block.kind != "residual":
+            params += sum(p.numel() for n, p in block.named_parameters() if n.startswith("bn."))
+        total_params += params
+        cm = getattr(block, "channel_mask", None)
+        wm = getattr(block, "weight_mask", None)
+        kept = f"{int(cm.sum())}/{cm.numel()}" if cm is not None else "-"
+        conn = f"{int(wm.sum())}/{wm.numel()}" if wm is not None else "-"
+        shape = shapes.get(name, ())
+        neuron = getattr(block, "neuron", None)
+        layers.append({
+            "name": name, "kind": block.kind, "shape": list(shape), "params": params,
+            "channels_kept": int(cm.sum()) if cm is not None else None,
+            "channels_total": cm.numel() if cm is not None else None,
+            "connections_kept": int(wm.sum()) if wm is not None else None,
+            "connections_total": wm.numel() if wm is not None else None,
+            "neuron": neuron.to_dict() if neuron is not None else None,
+        })
+        rows.append([name, block.kind, "x".join(map(str, shape)), params, kept, conn])
+    meta = header.get("meta", {})
+    acc = meta.get("accuracy")
+    data = header.get("data", {})
+    summary = (f"{header['arch']['name']} on {data.get('dataset', '?')}, T={data.get('steps', '?')}, "
+               f"{data.get('encoding', '?')} encoding, {total_params} parameters"
+               + (f", accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""))
+    return {
+        "file": str(path),
+        "type": "snnc-model",
+        "arch": header["arch"],
+        "data": data,
+        "accuracy": acc,
+        "parameters": total_params,
+        "input_shape": list(model.input_shape),
+        "layers": layers,
+        "meta": {k: v for k, v in meta.items() if k != "history"},
+        "summary": summary,
+        "columns": ["layer", "kind", "shape", "params", "channels kept", "connections kept"],
+        "rows": rows,
+    }

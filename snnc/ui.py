@@ -1,0 +1,51 @@
+"""Terminal output: a rich progress bar (off with --quiet or when stdout is not a terminal) and tables."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class Reporter:
+    """Progress reporting for long work. ``task(total, desc)`` is a context yielding ``advance(n, **kv)``."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = sys.stdout.isatty() if enabled is None else enabled
+
+    @contextmanager
+    def task(self, total: int, description: str):
+        if not self.enabled:
+            yield lambda n=1, **kv: None
+            return
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, console=console, transient=True) as progress:
+            tid = progress.add_task(description, total=total, info="")
+
+            def advance(n: int = 1, **kv) -> None:
+                info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in kv.items())
+                progress.update(tid, advance=n, info=info)
+
+            yield advance
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("layer", "kind", "name") else "left")
+    for r in rows:
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
+    return t
