@@ -174,11 +174,15 @@ class Conv(SpikingBlock):
         neuron: NeuronParams | None = None,
         bias: bool = False,
         batch_norm: bool = False,
+        pool: int = 1,
     ) -> None:
         k = kernel_size
         shape = (out_channels, in_channels // groups, k, k)
         super().__init__(shape, in_channels // groups * k * k, neuron, bias, batch_norm)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        if pool > 1 and (stride != 1 or dilation != 1):
+            raise ValueError("pool > 1 needs stride 1 and dilation 1")
+        self.pool = pool
 
     def synapse(self, x: torch.Tensor) -> torch.Tensor:
         n, t = x.shape[0], x.shape[-1]
@@ -190,7 +194,28 @@ class Conv(SpikingBlock):
             dilation=self.dilation,
             groups=self.groups,
         )
+        if self.pool > 1:
+            # Sum-pool of the current (linear): together with the conv it is one conv of kernel
+            # k + pool - 1 and stride pool (see conv_pool_weight), so it needs no neuron layer of its own.
+            y = F.avg_pool2d(y, self.pool) * (self.pool * self.pool)
         return _unfold_time(y, n, t)
+
+
+def conv_pool_weight(weight, pool: int):
+    """Kernel of the single conv equal to ``sum_pool(conv(x, weight), pool)`` (stride ``pool``).
+
+    ``weight`` ``(C_out, C_in/g, k, k)`` (numpy or torch) -> ``(C_out, C_in/g, k+pool-1, k+pool-1)``: the sum of
+    ``weight`` shifted over the ``pool x pool`` window. Exact: output sizes and receptive fields coincide.
+    """
+    import numpy as np
+
+    w = np.asarray(weight)
+    o, i, kh, kw = w.shape
+    out = np.zeros((o, i, kh + pool - 1, kw + pool - 1), dtype=w.dtype)
+    for dy in range(pool):
+        for dx in range(pool):
+            out[:, :, dy : dy + kh, dx : dx + kw] += w
+    return out
 
 
 def pool_neuron() -> NeuronParams:

@@ -86,6 +86,65 @@ def delay_one_step(a: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(a, (1, 0))[..., :-1]
 
 
+class _CubaLIFFn(torch.autograd.Function):
+    """CUBA-LIF over all T steps with a hand-written BPTT backward.
+
+    Forward runs without autograd on time-major contiguous buffers; backward runs the adjoint recurrence
+    (reset detached, as in the usual surrogate training)::
+
+        gvhat[t] = gs[t] * sg(vhat[t]) + keep_v * (1 - s[t]) * gvhat[t+1]
+        gu[t]    = gvhat[t] + keep_u * gu[t+1]          ;  grad a[t] = gu[t],  grad bias = sum_t gvhat[t]
+
+    where ``vhat`` is the voltage before reset and ``sg`` the surrogate derivative. Saves only ``vhat``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, bias, keep_u: float, keep_v: float, theta: float, slope: float):  # noqa: D102
+        a_tm = a.movedim(-1, 0).contiguous()  # (T, N, ...): per-step slices are contiguous
+        steps = a_tm.shape[0]
+        u = torch.zeros_like(a_tm[0])
+        v = torch.zeros_like(u)
+        vhat = torch.empty_like(a_tm)
+        spikes = torch.empty_like(a_tm)
+        for t in range(steps):
+            u.mul_(keep_u).add_(a_tm[t])
+            v.mul_(keep_v).add_(u)
+            if bias is not None:
+                v.add_(bias)
+            vhat[t] = v
+            torch.gt(v, theta, out=spikes[t])
+            v.mul_(1.0 - spikes[t])
+        ctx.save_for_backward(vhat, bias if bias is not None else torch.empty(0))
+        ctx.consts = (keep_u, keep_v, theta, slope, bias is not None)
+        return spikes.movedim(0, -1), vhat.movedim(0, -1)
+
+    @staticmethod
+    def backward(ctx, grad_spikes, _grad_vhat):  # noqa: D102
+        vhat, bias = ctx.saved_tensors
+        keep_u, keep_v, theta, slope, has_bias = ctx.consts
+        # Whole-tensor precomputation (few large ops), then a two-multiply-add recurrence per step.
+        gs = grad_spikes.movedim(-1, 0)
+        drive = (vhat - theta).abs_().mul_(slope / theta).add_(1.0).square_().mul_(theta)
+        drive = gs / drive  # gs * surrogate derivative
+        carry = (vhat <= theta).to(vhat.dtype).mul_(keep_v)  # keep_v * (1 - s)
+        grad_a = drive  # reuse the buffer: row t is read before it is overwritten
+        steps = vhat.shape[0]
+        gvhat = torch.zeros_like(vhat[0])
+        gu = torch.zeros_like(vhat[0])
+        gbias = torch.zeros_like(vhat[0]) if has_bias else None
+        for t in range(steps - 1, -1, -1):
+            gvhat.mul_(carry[t]).add_(drive[t])
+            gu.mul_(keep_u).add_(gvhat)
+            if has_bias:
+                gbias.add_(gvhat)
+            grad_a[t] = gu
+        grad_bias = None
+        if has_bias and ctx.needs_input_grad[1]:
+            # Reduce the per-neuron sum to the bias's broadcast shape.
+            grad_bias = gbias.sum_to_size(bias.shape)
+        return grad_a.movedim(0, -1), grad_bias, None, None, None, None
+
+
 def cuba_lif(
     current: torch.Tensor,
     params: NeuronParams,
@@ -98,28 +157,34 @@ def cuba_lif(
     ``(N, *shape)`` (per channel: ``(C, 1, 1)`` or ``(F,)``), added to ``v`` every step.
     Returns spikes ``(N, *shape, T)`` in {0, 1}. With ``record`` given, stores the voltage
     before reset as ``record["v"]`` ``(N, *shape, T)`` (detached), used by activity-based pruning.
+    The surrogate derivative is ``1 / (theta * (1 + slope * |v - theta| / theta)^2)``.
     """
     keep_u = (DECAY_UNITY - params.current_decay) / DECAY_UNITY
     keep_v = (DECAY_UNITY - params.voltage_decay) / DECAY_UNITY
+    spikes, vhat = _CubaLIFFn.apply(
+        current, bias, keep_u, keep_v, float(params.threshold), float(params.surrogate_slope)
+    )
+    if record is not None:
+        record["v"] = vhat.detach()
+    return spikes
+
+
+def cuba_lif_reference(
+    current: torch.Tensor, params: NeuronParams, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The same dynamics through plain autograd (slow); the reference the fused version is tested on."""
+    keep_u = (DECAY_UNITY - params.current_decay) / DECAY_UNITY
+    keep_v = (DECAY_UNITY - params.voltage_decay) / DECAY_UNITY
     theta = float(params.threshold)
-    slope = params.surrogate_slope
-    steps = current.shape[-1]
     u = torch.zeros_like(current[..., 0])
     v = torch.zeros_like(u)
     spikes = []
-    volts = [] if record is not None else None
-    for t in range(steps):
+    for t in range(current.shape[-1]):
         u = u * keep_u + current[..., t]
         v = v * keep_v + u
         if bias is not None:
             v = v + bias
-        s = spike_fn((v - theta) / theta, slope)
-        if volts is not None:
-            volts.append(v.detach())
-        # Reset v only (Loihi); the reset path is detached, as is usual for surrogate training.
+        s = spike_fn((v - theta) / theta, params.surrogate_slope) / 1.0
         v = v * (1.0 - s.detach())
         spikes.append(s)
-    out = torch.stack(spikes, dim=-1)
-    if record is not None:
-        record["v"] = torch.stack(volts, dim=-1)
-    return out
+    return torch.stack(spikes, dim=-1)

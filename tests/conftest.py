@@ -1,0 +1,25 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(tmp_path_factory):
+    """A small mlp trained on digits: (model file path, training result)."""
+    from snnc import checkpoint
+    from snnc.train import TrainConfig, data_settings, train
+
+    cfg = TrainConfig(dataset="digits", arch="mlp", epochs=15, seed=0)
+    model, result = train(cfg)
+    path = tmp_path_factory.mktemp("models") / "mlp.pt"
+    checkpoint.save_model(path, model, data_settings("digits", cfg.steps, cfg.encoding),
+                          {"seed": 0, "accuracy": result["test_accuracy"]})
+    return path, result
