@@ -1,0 +1,251 @@
+"""``quantize``: float graph -> Loihi 2 fixed point (``graph.meta["precision"] = "fixed"``).
+
+Invariant: the result is a valid fixed-point graph (conventions of ``snnc.compile.ir``): integer
+weights with ``weight_exp = 0`` and effective values in [-256, 254] (netx reproduces them exactly
+and Lava's 8-bit clip keeps them, LAVA_FACTS §1.5), integer ``vth`` mantissas in [1, 2**17 - 1]
+(§4), integer bias mantissas in the 13-bit signed range [-4096, 4095] (§4; used ``<< 6``, netx
+``bias_exp = 6``), 12-bit decays (unchanged). A fixed-point input is returned unchanged (so the
+pass is idempotent).
+
+Per population (a Conv/Dense with neuron, or an ``Add`` with all the synapse-only nodes feeding it)
+one real scale ``S`` maps float units to integers: ``w_int = round(w * S)``, ``vth = round(theta *
+S)``, ``bias = round(b * S)``. The fixed neuron (LAVA_FACTS §2.6) then computes ``64 * S`` times
+the float ``u`` and ``v`` up to rounding, so spikes agree wherever ``v`` is not within rounding of
+the threshold. Spikes are binary, so every population's scale is independent of the others. ``S``
+is the largest scale that keeps
+
+- ``max |w_int| <= 254`` (8-bit weights; this is the binding limit in practice),
+- ``vth <= 2**17 - 1`` and ``|bias| <= 4095``,
+- ``|u| < 2**23``: ``u`` wraps at 24 bits (§2.1), a catastrophic error; with every input spiking
+  each step ``|u| <= R * 4096 / current_decay`` where ``R`` is the largest per-channel sum of
+  positive (or negative) weights, so ``S <= 2**17 * current_decay / (4096 * R)`` rules wrapping out
+  (not bounded when ``current_decay == 0``: a pure integrator may wrap whatever the scale).
+
+netx traps avoided (§1.5): a dense matrix with no positive weight and an odd value would be zeroed
+by Lava's truncation, so such a matrix is rounded to even integers instead (and netx reproduces it
+only when its minimum is exactly -254, i.e. when the weight bound sets the scale; otherwise
+``meta["quant"]["netx_exact"]`` is False and a note says so); a channel (row) or an input
+channel (column, or ``C*H*W`` block after a Flatten) whose float weights are not all zero never
+rounds to all zeros (its largest weight keeps the smallest non-zero mantissa), so a live channel
+stays connected and ``remove_dead`` finds nothing new after quantization. A dense layer whose float
+weights are all zero is noted (netx cannot load it; the ``loihi2`` emitter must refuse it).
+
+A Pool (sum of binary spikes times one tap weight ``w`` against ``theta``) is quantized exactly
+when a small integer ``m`` makes ``m * theta / w`` an integer: weight ``m``, vth ``m * theta / w``
+(the default weight 1 / threshold 0.5 becomes weight 2 / vth 1).
+
+Per-layer quantization error goes to ``node.meta["quant"]``: the scale, the bound that set it, the
+relative weight RMSE ``||w_int/S - w|| / ||w||``, the relative threshold error, the largest bias
+error (float units), the number of clipped biases, and the weight bits (magnitude bits + sign).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from snnc.compile import ir
+from snnc.compile.passes import note
+from snnc.errors import SnncError
+
+W_MAX = (
+    254  # effective dense/conv weight limit (LAVA_FACTS §1.5: [-256, 254] is exact through netx)
+)
+VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa (§4)
+BIAS_MIN, BIAS_MAX = -(2**12), 2**12 - 1  # 13-bit signed bias mantissa (§4)
+U_LIMIT = 2**17  # |u_float| * S * 64 < 2**23  <=>  |u_float| * S < 2**17
+
+
+def _row_sums(w: np.ndarray) -> np.ndarray:
+    flat = w.reshape(w.shape[0], -1)
+    return np.maximum(np.clip(flat, 0, None).sum(1), np.clip(-flat, 0, None).sum(1))
+
+
+def _choose_scale(weights: list[np.ndarray], neuron: ir.CubaLIF, bias: np.ndarray | None):
+    bounds = {}
+    wmax = max(float(np.abs(w).max()) if w.size else 0.0 for w in weights)
+    if wmax > 0:
+        bounds["weight"] = W_MAX / wmax
+    bounds["threshold"] = VTH_MAX / float(neuron.threshold)
+    if bias is not None and np.any(bias != 0):
+        bounds["bias"] = BIAS_MAX / float(np.abs(bias).max())
+    if neuron.current_decay > 0:
+        r = float(np.max(sum(_row_sums(w) for w in weights)))
+        if r > 0:
+            # +0.5 per synapse of rounding: stay 2% under the limit
+            bounds["u_range"] = 0.98 * U_LIMIT * neuron.current_decay / (4096 * r)
+    which = min(bounds, key=bounds.get)
+    return bounds[which], which
+
+
+def _round_weights(w: np.ndarray, s: float, even: bool, block: int, col_axis: int) -> np.ndarray:
+    unit = 2 if even else 1
+    q = unit * np.round(w * s / unit)
+    q = np.clip(q, -256, W_MAX)
+    # a row (output channel) that is live in float must stay live in fixed point
+    flat_w, flat_q = w.reshape(w.shape[0], -1), q.reshape(q.shape[0], -1).copy()
+    for r in np.nonzero(~np.any(flat_q != 0, axis=1) & np.any(flat_w != 0, axis=1))[0]:
+        j = int(np.argmax(np.abs(flat_w[r])))
+        flat_q[r, j] = unit * np.sign(flat_w[r, j])
+    q = flat_q.reshape(w.shape)
+    # same for an input channel (conv axis 1; dense column blocks of size ``block``)
+    if col_axis == 1 and w.ndim == 4:
+        wc, qc = np.moveaxis(w, 1, 0), np.moveaxis(q, 1, 0).copy()
+    else:
+        cin = w.shape[1] // block
+        wc = w.reshape(w.shape[0], cin, block).transpose(1, 0, 2)
+        qc = q.reshape(w.shape[0], cin, block).transpose(1, 0, 2).copy()
+    wc2, qc2 = wc.reshape(wc.shape[0], -1), qc.reshape(qc.shape[0], -1)
+    for c in np.nonzero(~np.any(qc2 != 0, axis=1) & np.any(wc2 != 0, axis=1))[0]:
+        j = int(np.argmax(np.abs(wc2[c])))
+        qc2[c, j] = unit * np.sign(wc2[c, j])
+    qc = qc2.reshape(qc.shape)
+    if col_axis == 1 and w.ndim == 4:
+        return np.moveaxis(qc, 0, 1)
+    return qc.transpose(1, 0, 2).reshape(w.shape)
+
+
+def _u_ok(qs: list[np.ndarray], current_decay: int) -> bool:
+    """|u| stays below 2**23 with every input spiking every step (steady state R * 4096 / decay)."""
+    r = float(np.max(sum(_row_sums(q) for q in qs)))
+    return r * 4096 / current_decay * 64 < 2**23
+
+
+def _bits(q: np.ndarray) -> int:
+    m = int(np.abs(q).max()) if q.size else 0
+    return max(1, m.bit_length()) + int(q.size > 0 and q.min() < 0)
+
+
+def _dense_block(graph: ir.Graph, shapes, name: str) -> int:
+    pred = graph.predecessors(name)[0]
+    if isinstance(graph.nodes[pred], ir.Flatten):
+        src = shapes[graph.predecessors(pred)[0]]
+        return int(np.prod(src[1:])) if len(src) > 1 else 1
+    return 1
+
+
+def _quantize_pool(node: ir.Pool) -> tuple[ir.Pool, dict]:
+    w, theta = float(node.weight), float(node.neuron.threshold)
+    for m in range(1, W_MAX + 1):
+        vth = m * theta / w
+        if abs(vth - round(vth)) < 1e-9 and 1 <= round(vth) <= VTH_MAX:
+            s, exact = m / w, True
+            break
+    else:
+        s, exact = W_MAX / w, False
+    wq, vth = round(w * s), max(1, round(theta * s))
+    bias = node.neuron.bias
+    bq = None if bias is None else np.clip(np.round(bias * s), BIAS_MIN, BIAS_MAX)
+    neuron = dataclasses.replace(node.neuron, threshold=int(vth), bias=bq)
+    info = {
+        "scale": s,
+        "limited_by": "exact" if exact else "weight",
+        "weight_rmse_rel": 0.0 if exact else abs(wq / s - w) / abs(w),
+        "threshold_rel_err": abs(vth / s - theta) / theta,
+        "weight_bits": _bits(np.array([wq])),
+    }
+    return ir.replace(node, weight=float(wq), neuron=neuron, meta={"quant": info}), info
+
+
+def quantize(graph: ir.Graph) -> ir.Graph:
+    """Quantize a float graph to Loihi 2 fixed point (see the module docstring)."""
+    if graph.precision == "fixed":
+        return graph
+    shapes = graph.shapes()
+    new: dict[str, ir.Node] = {}
+    notes: list[str] = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, ir.Conv | ir.Dense) and node.bn is not None:
+            raise SnncError(
+                f"{name}: batch-norm is not folded, so it cannot be quantized; run fold_bn "
+                "first (see its notes for why it declined)"
+            )
+        if isinstance(node, ir.Pool):
+            new[name], _ = _quantize_pool(node)
+            continue
+        if isinstance(node, ir.Add):
+            members = graph.predecessors(name)
+        elif isinstance(node, ir.Conv | ir.Dense) and node.neuron is not None:
+            members = [name]
+        else:
+            continue
+        neuron = node.neuron
+        weights = [graph.nodes[m].weight * 2.0 ** graph.nodes[m].weight_exp for m in members]
+        bias = neuron.bias
+        s, which = _choose_scale(weights, neuron, bias)
+        shrink = 0
+        while True:
+            qs, evens = [], []
+            for m, w in zip(members, weights, strict=True):
+                dense = isinstance(graph.nodes[m], ir.Dense)
+                block = _dense_block(graph, shapes, m) if dense else 1
+                q = _round_weights(w, s, False, block, col_axis=1)
+                # no positive weight left after rounding: an odd value would make Lava zero the
+                # matrix (§1.5), so round to even instead
+                even = dense and q.size > 0 and q.max() <= 0
+                if even:
+                    q = _round_weights(w, s, True, block, col_axis=1)
+                qs.append(q)
+                evens.append(even)
+            # rounding (up to 1 per synapse in even mode) may push u past 24 bits: shrink the scale
+            if neuron.current_decay == 0 or _u_ok(qs, neuron.current_decay):
+                break
+            if shrink == 200:  # only the kept non-zero mantissas are left: cannot do better
+                notes.append(f"{name}: u may exceed 24 bits if every input spikes at once")
+                break
+            s *= 0.97
+            shrink += 1
+            which = "u_range"
+        err_num = err_den = 0.0
+        bits = 0
+        netx_exact = True
+        for m, w, q, even in zip(members, weights, qs, evens, strict=True):
+            mn = graph.nodes[m]
+            dense = isinstance(mn, ir.Dense)
+            if even and which != "weight" and np.any(q):
+                # netx scales an all-non-positive matrix to min -256 and Lava's inhibitory clip and
+                # truncation then change it unless its minimum is exactly -254 (§1.5, checked with
+                # the real functions); only the weight-bound scale gives that minimum
+                netx_exact = False
+                notes.append(
+                    f"{m}: all weights <= 0 and the scale is set by {which}; netx will not "
+                    "reproduce this layer exactly (LAVA_FACTS §1.5)"
+                )
+            if dense and not np.any(q):
+                notes.append(
+                    f"{m}: every weight is zero; netx cannot load an all-zero dense layer "
+                    "(LAVA_FACTS §1.5)"
+                )
+            err_num += float(((q / s - w) ** 2).sum())
+            err_den += float((w**2).sum())
+            bits = max(bits, _bits(q))
+            wmeta = {} if m == name else {"quant": {"scale": s, "group": name}}
+            new[m] = ir.replace(new.get(m, mn), weight=q, weight_exp=0, meta=wmeta)
+        vth = int(min(max(1, round(float(neuron.threshold) * s)), VTH_MAX))
+        bq, clipped, berr = None, 0, 0.0
+        if bias is not None:
+            raw = np.round(bias * s)
+            bq = np.clip(raw, BIAS_MIN, BIAS_MAX)
+            clipped = int((raw != bq).sum())
+            berr = float(np.abs(bq / s - bias).max()) if bias.size else 0.0
+            if clipped:
+                notes.append(
+                    f"{name}: {clipped} bias value(s) clipped to the 13-bit range "
+                    f"[{BIAS_MIN}, {BIAS_MAX}] (LAVA_FACTS §4)"
+                )
+        info = {
+            "scale": s,
+            "limited_by": which,
+            "weight_rmse_rel": float(np.sqrt(err_num / err_den)) if err_den > 0 else 0.0,
+            "threshold_rel_err": abs(vth / s - float(neuron.threshold)) / float(neuron.threshold),
+            "bias_max_abs_err": berr,
+            "bias_clipped": clipped,
+            "weight_bits": bits,
+            "netx_exact": netx_exact,
+        }
+        qneuron = dataclasses.replace(neuron, threshold=vth, bias=bq)
+        base = new.get(name, node)
+        new[name] = ir.replace(base, neuron=qneuron, meta={"quant": info})
+    out = graph.replace(**new).with_meta(precision="fixed")
+    return note(out, *notes)

@@ -1,0 +1,946 @@
+"""The loihi2 target: the netx HDF5 reader and writer and the Lava runner (all h5py use of snnc).
+
+File format: lava-dl netx 0.6.0 (LAVA_FACTS §1). ``read_netx`` turns a file that
+``netx.hdf5.Network`` can run (ours or lava-dl ``export_hdf5``'s) into a fixed-point
+:class:`~snnc.compile.ir.Graph` whose simulation equals what Lava computes: dense weights pass
+through netx's ``optimize_weight_bits`` and Lava's clip/truncate (§1.5, reimplemented here with
+numpy, so reading a file does not import Lava), conv weights are raw (§2.3). ``write_netx`` writes
+exactly lava-dl's schema (§1, §6) and refuses what netx would silently corrupt. ``run_lava`` runs a
+graph or file in Lava ``Loihi2SimCfg(select_tag='fixed_pt')`` on CPU (``Loihi2HwCfg`` when Intel's
+Loihi stack is importable), one sample per network build, so no state carries over between samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from snnc.compile.ir import (
+    Add,
+    Conv,
+    CubaLIF,
+    Dense,
+    Flatten,
+    Graph,
+    GraphError,
+    Input,
+    Output,
+    Pool,
+)
+from snnc.errors import SnncError, UsageError
+from snnc.fileio import atomic_path
+
+# netx's default neuron for a dense layer without a ``neuron`` group: a non-leaky integrator that
+# never
+# spikes. ``1 << 18 - 1`` is ``1 << 17`` by operator precedence (LAVA_FACTS §1.4).
+_NETX_DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+_UNSUPPORTED = {
+    "dense_rec": "recurrent dense layers (dense_rec) are not supported by snnc's feed-forward IR",
+    "dense_comp": "complex dense layers (dense_comp) do not load in netx either",
+    "convT": "transposed convolution (convT) does not load in netx (NotImplementedError)",
+    "unpool": "unpool does not load in netx (NotImplementedError)",
+    "average": "average layers do not load in netx (NotImplementedError)",
+    "concat": "concat layers do not load in netx (NotImplementedError)",
+}
+
+
+# -- netx weight preparation, reimplemented (LAVA_FACTS §1.5)
+# ---------------------------------------
+def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``lava.lib.dl.netx.utils.optimize_weight_bits`` in numpy: ``(weights, num_weight_bits,
+    weight_exp)``.
+
+    Raises :class:`SnncError` for an all-zero matrix (netx crashes on it, LAVA_FACTS §1.5).
+    """
+    w = np.asarray(weight).astype(np.int64)
+    wmax, wmin = int(w.max()), int(w.min())
+    if wmax == 0 and wmin == 0:
+        raise SnncError(
+            "all-zero dense weights: netx crashes on them (OverflowError); remove the layer"
+        )
+    if wmax > 254 and wmin < 0:
+        w = np.clip(w, -256, 254)
+        wmax = int(w.max())
+    if wmin < -256 and wmax > 0:
+        w = np.clip(w, -256, 254)
+        wmin = int(w.min())
+    with np.errstate(divide="ignore"):  # max == 0 with min < 0 is "mixed" in netx: 127 / 0 = inf
+        if wmax < 0:
+            signed, scale = 0, -256 / np.float64(wmin)
+        elif wmin >= 0:
+            signed, scale = 0, 255 / np.float64(wmax)
+        else:
+            signed, scale = 1, min(127 / np.float64(wmax), -128 / np.float64(wmin))
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    n = 8
+    while n > 0 and np.any(w % (2**n) != 0):
+        n -= 1
+    n -= signed
+    num_weight_bits = 8 - scale_bits - n
+    # np.left_shift with a negative count yields 0: the "all zero" cases of §1.5.
+    stored = (
+        np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64)
+        if scale_bits >= 0
+        else np.zeros_like(w)
+    )
+    return stored, int(num_weight_bits), -scale_bits
+
+
+def lava_dense_weights(weights: np.ndarray, num_weight_bits: int) -> np.ndarray:
+    """The fixed-point Dense model's first-step weight preparation (§2.2): sign, clip, truncate."""
+    stored = np.asarray(weights).astype(np.int64)
+    if stored.min() >= 0:
+        mode = "exc"
+    elif stored.max() <= 0:
+        mode = "inh"
+    else:
+        mode = "mixed"
+    mixed = int(mode == "mixed")
+    ws = -stored if mode == "inh" else stored.copy()
+    ws = np.clip(ws, -(2**8) * mixed, 2**8 - 1)
+    k = 8 - num_weight_bits + mixed
+    ws = (ws >> k) << k if k >= 0 else np.zeros_like(ws)
+    return -ws if mode == "inh" else ws
+
+
+def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """What Lava's Dense uses for hdf5 ``weight`` ``(out, in)`` integers: ``(stored int64,
+    weight_exp)``.
+
+    netx's ``optimize_weight_bits`` then the Dense model's clip/truncate (LAVA_FACTS §1.5, §2.2).
+    The synapse current is ``sum(stored[:, s]) << weight_exp`` (an arithmetic ``>>`` when negative).
+    """
+    stored, nwb, exp = netx_optimize_weight_bits(weight)
+    return lava_dense_weights(stored, nwb), exp
+
+
+def _ir_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """Stored weights and exponent as IR fields: integers with exp 0 when the scaling is exact."""
+    stored, exp = netx_dense_weights(weight)
+    if exp >= 0:
+        return stored * (2**exp), 0
+    eff = stored / 2.0 ** (-exp)
+    if np.all(eff == np.round(eff)):
+        return eff.astype(np.int64), 0
+    return stored, exp
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _decode(value) -> str:
+    v = value[()] if hasattr(value, "shape") else value
+    if isinstance(v, np.ndarray):
+        v = v.reshape(-1)[0] if v.size else b""
+    if isinstance(v, bytes):
+        return v.decode("ascii", "ignore").strip("\x00").strip()
+    return str(v).strip()
+
+
+def _pair_of(grp, key: str, where: str, default: int) -> tuple[int, int]:
+    if key not in grp:
+        return (default, default)
+    a = np.asarray(grp[key][()]).reshape(-1)
+    if a.size == 1:
+        return (int(a[0]), int(a[0]))
+    if a.size != 2:
+        raise UsageError(f"{where}: key '{key}' must be a scalar or [y, x], got {a.tolist()}")
+    return (int(a[0]), int(a[1]))
+
+
+def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
+    if "neuron" not in grp:
+        if default is None:
+            raise UsageError(f"{where}: missing key 'neuron'")
+        params = dict(default)
+        bias = None
+    else:
+        ng = grp["neuron"]
+        if not hasattr(ng, "keys"):
+            raise UsageError(f"{where}: key 'neuron' must be a group")
+        ntype = _decode(ng["type"]) if "type" in ng else ""
+        if ntype not in ("CUBA", "LOIHI"):
+            raise UsageError(
+                f"{where}: neuron type {ntype!r} is not supported (snnc runs CUBA-LIF only; "
+                "key 'neuron/type')"
+            )
+        if "messageBits" in ng:
+            raise UsageError(
+                f"{where}: key 'neuron/messageBits' makes netx fail to build; remove it"
+            )
+        params = {}
+        for key in ("iDecay", "vDecay", "vThMant"):
+            if key not in ng:
+                raise UsageError(f"{where}: missing key 'neuron/{key}'")
+            val = np.asarray(ng[key][()]).reshape(-1)
+            if val.size != 1:
+                raise UsageError(f"{where}: key 'neuron/{key}' must be a scalar")
+            params[key] = int(val[0])
+        bias = None
+    if "bias" in grp:
+        bias = np.asarray(grp["bias"][()]).reshape(-1).astype(int)  # netx: .astype(int) (§1.2)
+    try:
+        return CubaLIF(
+            threshold=params["vThMant"],
+            current_decay=params["iDecay"],
+            voltage_decay=params["vDecay"],
+            bias=bias,
+        )
+    except GraphError as e:
+        raise UsageError(f"{where}: bad neuron parameters ({e}); key 'neuron'") from None
+
+
+def _broadcast_bias(neuron: CubaLIF, channels: int) -> CubaLIF:
+    """A single bias (slayer's scalar MeanOnlyBatchNorm) applies to every neuron, as in netx."""
+    if neuron.bias is not None and neuron.bias.size == 1 and channels != 1:
+        return dataclasses.replace(neuron, bias=np.full(channels, neuron.bias.reshape(-1)[0]))
+    return neuron
+
+
+def _open_h5(path: Path):
+    import h5py
+
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; give a build directory or a netx .net file")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory without network.net; give a netx .net file")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise UsageError(
+            f"{path} is not an HDF5 file (corrupt or wrong format); give a netx .net "
+            "file written by snnc or lava-dl export_hdf5"
+        ) from None
+
+
+def read_netx(path: str | os.PathLike) -> Graph:
+    """Read a netx HDF5 file into a fixed-point :class:`Graph` (sequential) that ``simulate`` runs
+    as Lava does.
+
+    Raises :class:`UsageError` (one line, naming the layer index and key) for malformed or
+    unsupported files.
+    """
+    path = Path(path)
+    with _open_h5(path) as f:
+        if "layer" not in f or not hasattr(f["layer"], "keys"):
+            raise UsageError(f"{path}: missing group 'layer'; not a netx network file")
+        lg = f["layer"]
+        try:
+            idx = sorted(int(k) for k in lg.keys())
+        except ValueError:
+            raise UsageError(f"{path}: group 'layer' has non-numeric layer names") from None
+        if idx != list(range(len(idx))) or not idx:
+            raise UsageError(f"{path}: layers must be numbered 0..n-1, found {idx}")
+        nodes: list = []
+        shape: tuple[int, ...] | None = None
+        for i in idx:
+            grp = lg[str(i)]
+            where = f"{path.name}: layer {i}"
+            if "type" not in grp:
+                raise UsageError(f"{where}: missing key 'type'")
+            kind = _decode(grp["type"])
+            try:
+                node, shape = _read_layer(grp, kind, i, where, shape, nodes)
+            except (KeyError, ValueError, TypeError) as e:
+                raise UsageError(f"{where} ({kind}): malformed ({type(e).__name__}: {e})") from None
+            if node is not None:
+                nodes.append(node)
+        if not nodes or isinstance(nodes[0], Input) and len(nodes) == 1:
+            raise UsageError(f"{path}: no synaptic layer found")
+    if not isinstance(nodes[0], Input):
+        raise UsageError(
+            f"{path}: layer 0: network input shape unknown; add an input layer with 'shape'"
+        )
+    nodes.append(Output("output"))
+    graph = Graph.from_list(nodes, meta={"precision": "fixed", "source": str(path)})
+    try:
+        graph.verify()
+    except GraphError as e:
+        raise UsageError(f"{path}: inconsistent layers: {e}") from None
+    return graph
+
+
+def _check_shape(grp, where: str, got: tuple[int, ...]) -> None:
+    if "shape" in grp:
+        want = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
+        if int(np.prod(want)) != int(np.prod(got)):
+            raise UsageError(
+                f"{where}: key 'shape' {list(want)} does not match the layer output {list(got)}"
+            )
+
+
+def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
+    from snnc.compile.ir import _out_shape
+
+    if kind in _UNSUPPORTED:
+        raise UsageError(f"{where}: {_UNSUPPORTED[kind]}")
+    if kind == "input":
+        if i != 0:
+            raise UsageError(f"{where}: an input layer must be layer 0")
+        if "neuron" in grp:
+            raise UsageError(
+                f"{where}: an input layer with a neuron cannot be driven through net.inp in "
+                "netx (lava-dl #298); export the input block without a neuron"
+            )
+        if "shape" not in grp:
+            raise UsageError(f"{where}: missing key 'shape'")
+        shp = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
+        if not shp or min(shp) < 1:
+            raise UsageError(f"{where}: key 'shape' {list(shp)} is not a valid (C, H, W) or (F,)")
+        return Input("input", shape=shp), shp
+    if kind == "flatten":
+        if shape is None:
+            raise UsageError(f"{where}: flatten before any layer with a known shape")
+        return Flatten(f"flatten{i}"), (int(np.prod(shape)),)
+    if kind == "dense":
+        if "weight" not in grp:
+            key = "weight/real" if "weight" in grp and "real" in grp["weight"] else "weight"
+            raise UsageError(f"{where}: missing key '{key}'")
+        if hasattr(grp["weight"], "keys"):
+            raise UsageError(
+                f"{where}: complex weights ('weight/real', 'weight/imag') are not supported"
+            )
+        w = np.asarray(grp["weight"][()])
+        if w.ndim == 1:
+            w = w.reshape(int(np.asarray(grp["shape"][()]).reshape(-1)[0]), -1)
+        if w.ndim != 2:
+            raise UsageError(f"{where}: key 'weight' must be 2-D (out, in), got shape {w.shape}")
+        w = w.astype(int)  # netx truncates toward zero (§1.2)
+        if "delay" in grp and np.any(np.asarray(grp["delay"][()]) != 0):
+            raise UsageError(f"{where}: synaptic delays (key 'delay') are not supported by snnc")
+        try:
+            stored, exp = _ir_dense_weights(w)
+        except SnncError as e:
+            raise UsageError(f"{where}: key 'weight': {e}") from None
+        neuron = _broadcast_bias(_read_neuron(grp, where, default=_NETX_DEFAULT_NEURON), w.shape[0])
+        if neuron.bias is not None and neuron.bias.shape != (w.shape[0],):
+            raise UsageError(
+                f"{where}: key 'bias' has {neuron.bias.size} values for {w.shape[0]} neurons"
+            )
+        if shape is None:
+            shape = (w.shape[1],)
+            nodes.append(Input("input", shape=shape))
+        elif len(shape) != 1:
+            raise UsageError(
+                f"{where}: dense after a {len(shape)}-D layer needs a flatten layer before it"
+            )
+        if shape != (w.shape[1],):
+            raise UsageError(
+                f"{where}: key 'weight' has {w.shape[1]} inputs, previous layer has {shape[0]}"
+            )
+        node = Dense(f"dense{i}", weight=stored, weight_exp=exp, neuron=neuron)
+        out = (w.shape[0],)
+        _check_shape(grp, where, out)
+        return node, out
+    if kind in ("conv", "pool"):
+        if shape is None:
+            raise UsageError(
+                f"{where}: input shape could not be inferred; add an input layer with 'shape' "
+                "before the first conv"
+            )
+        if len(shape) != 3:
+            raise UsageError(
+                f"{where}: {kind} needs a (C, H, W) input, previous layer gives {shape}"
+            )
+        stride = _pair_of(grp, "stride", where, 1)
+        padding = _pair_of(grp, "padding", where, 0)
+        dilation = _pair_of(grp, "dilation", where, 1)
+        neuron = _read_neuron(grp, where)
+        if kind == "pool":
+            # netx cannot load 'pool' (§1.3); the tap weight is a scalar sum-pool weight (§1.6).
+            if "weight" not in grp:
+                raise UsageError(f"{where}: missing key 'weight'")
+            tap = np.asarray(grp["weight"][()]).reshape(-1)
+            ksz = _pair_of(grp, "kernelSize", where, 0) if "kernelSize" in grp else None
+            if ksz is None:
+                raise UsageError(f"{where}: missing key 'kernelSize'")
+            if padding != (0, 0) or dilation != (1, 1):
+                raise UsageError(f"{where}: pool with padding or dilation is not supported")
+            node = Pool(
+                f"pool{i}", kernel=ksz, stride=stride, weight=float(int(tap[0])), neuron=neuron
+            )
+        else:
+            if "weight" not in grp:
+                raise UsageError(f"{where}: missing key 'weight'")
+            w = np.asarray(grp["weight"][()])
+            if w.ndim == 5 and w.shape[-1] == 1:  # old slayer: trailing ,1 (§1.4)
+                w = w[..., 0]
+            if w.ndim != 4:
+                raise UsageError(
+                    f"{where}: key 'weight' must be (C_out, C_in/groups, kH, kW), "
+                    f"got shape {w.shape}"
+                )
+            groups = int(np.asarray(grp["groups"][()]).reshape(-1)[0]) if "groups" in grp else 1
+            node = Conv(
+                f"conv{i}",
+                weight=w.astype(int),
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                neuron=neuron,
+            )
+        try:
+            out = _out_shape(node, shape, "previous layer")
+        except GraphError as e:
+            raise UsageError(f"{where}: {e}") from None
+        if neuron.bias is not None and neuron.bias.size != out[0]:
+            raise UsageError(
+                f"{where}: key 'bias' has {neuron.bias.size} values for {out[0]} channels"
+            )
+        _check_shape(grp, where, out)
+        return node, out
+    raise UsageError(f"{where}: unknown layer type {kind!r} (key 'type')")
+
+
+# -- writing ---------------------------------------------------------------------------------------
+def _effective_int(node, what: str) -> np.ndarray:
+    w = np.asarray(node.weight, dtype=np.float64) * 2.0 ** int(getattr(node, "weight_exp", 0))
+    if not np.all(w == np.round(w)):
+        raise SnncError(
+            f"{node.name}: {what} weights are not integers after weight_exp; quantize first"
+        )
+    return w.astype(np.int64)
+
+
+def _write_neuron(g, neuron: CubaLIF, name: str) -> None:
+    thr = neuron.threshold
+    if thr != int(thr) or thr < 0:
+        raise SnncError(
+            f"{name}: threshold {thr} is not a non-negative integer mantissa; quantize first"
+        )
+    # netx passes du = iDecay - 1 (§1.4): iDecay 0 (no current decay) gives du = -1, which Lava's
+    # CPU model computes as intended but a 12-bit hardware register cannot hold.
+    g.create_dataset("neuron/type", data="CUBA")
+    g.create_dataset("neuron/iDecay", data=int(neuron.current_decay))
+    g.create_dataset("neuron/vDecay", data=int(neuron.voltage_decay))
+    g.create_dataset("neuron/vThMant", data=int(thr))
+    g.create_dataset("neuron/refDelay", data=1)
+
+
+def _write_bias(g, neuron: CubaLIF, name: str) -> None:
+    if neuron.bias is None:
+        return
+    b = np.asarray(neuron.bias)
+    if not np.all(b == np.round(b)):
+        raise SnncError(f"{name}: bias is not an integer mantissa; quantize first")
+    g.create_dataset("bias", data=b.astype(np.float32))
+
+
+def _type(g, kind: str) -> None:
+    g.create_dataset("type", (1,), "S10", [kind.encode("ascii")])  # as slayer writes it (§1.2)
+
+
+def check_netx_expressible(graph: Graph) -> None:
+    """Raise :class:`SnncError` unless ``graph`` can be a netx file (fixed and sequential)."""
+    if graph.precision != "fixed":
+        raise SnncError(
+            "the loihi2 target needs a fixed-point graph; run quantize (snnc compile) first"
+        )
+    if any(isinstance(n, Add) for n in graph.nodes.values()) or not graph.is_sequential():
+        raise SnncError(
+            "netx files are sequential: this graph has residual Add nodes; use graph.safetensors "
+            "and run_lava's process builder instead"
+        )
+
+
+def write_netx(graph: Graph, path: str | os.PathLike) -> None:
+    """Write ``graph`` (fixed, sequential) as a netx HDF5 file that ``netx.hdf5.Network`` loads
+    unchanged.
+
+    Schema (LAVA_FACTS §1, §6): ``type`` S10 shape (1,), ``shape`` in PyTorch order, integer-valued
+    float32 ``weight``/``bias``, no ``messageBits``, a neuron-less ``input`` layer with ``shape``,
+    an explicit ``flatten`` before a dense that follows a conv, pool as a grouped conv. Refuses
+    (one-line :class:`SnncError`) dense matrices netx would crash on or corrupt. Written atomically.
+    """
+    import h5py
+
+    graph.verify()
+    check_netx_expressible(graph)
+    shapes = graph.shapes()
+    layers: list[tuple[str, dict]] = []
+    prev_shape = graph.input.shape
+    for name, node in graph.nodes.items():
+        if isinstance(node, Input):
+            layers.append(("input", {"shape": node.shape}))
+        elif isinstance(node, Output):
+            continue
+        elif isinstance(node, Flatten):
+            layers.append(("flatten", {"shape": (int(np.prod(prev_shape)), 1, 1)}))
+        elif isinstance(node, Dense):
+            if node.neuron is None:
+                raise SnncError(f"{name}: a synapse without neuron cannot be written to netx")
+            if len(prev_shape) != 1:
+                raise SnncError(f"{name}: dense after a {prev_shape} layer needs a Flatten node")
+            w = _effective_int(node, "dense")
+            if not w.any():
+                raise SnncError(
+                    f"{name}: all dense weights are zero; netx crashes on it (LAVA_FACTS §1.5); "
+                    "remove the layer"
+                )
+            if w.max() > 254 or w.min() < -256:
+                raise SnncError(
+                    f"{name}: dense weights must lie in [-256, 254] for netx, got "
+                    f"[{w.min()}, {w.max()}]; quantize with 8-bit weights"
+                )
+            stored, exp = netx_dense_weights(w)
+            got = np.floor(stored * 2.0**exp) if exp < 0 else stored * 2**exp
+            if not np.array_equal(got, w):
+                bad = int(np.sum(got != w))
+                raise SnncError(
+                    f"{name}: netx would alter {bad} dense weights (its 8-bit scaling, "
+                    "LAVA_FACTS §1.5); use even weights in [-256, 254]"
+                )
+            layers.append(("dense", {"node": node, "weight": w, "shape": shapes[name]}))
+        elif isinstance(node, Conv | Pool):
+            if node.neuron is None:
+                raise SnncError(f"{name}: a synapse without neuron cannot be written to netx")
+            if isinstance(node, Pool):
+                c = prev_shape[0]
+                w = np.full((c, 1, *node.kernel), float(node.weight))
+                if w.flat[0] != round(w.flat[0]):
+                    raise SnncError(
+                        f"{name}: pool weight {node.weight} is not an integer; quantize first"
+                    )
+                conv = {"stride": node.stride, "padding": (0, 0), "dilation": (1, 1), "groups": c}
+            else:
+                w = _effective_int(node, "conv")
+                conv = {
+                    "stride": node.stride,
+                    "padding": node.padding,
+                    "dilation": node.dilation,
+                    "groups": node.groups,
+                }
+            layers.append(
+                ("conv", {"node": node, "weight": np.asarray(w), "shape": shapes[name], **conv})
+            )
+        else:
+            raise SnncError(f"{name}: {node.kind} nodes cannot be written to netx")
+        prev_shape = shapes[name]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for i, (kind, d) in enumerate(layers):
+            g = f.create_group(f"layer/{i}")
+            _type(g, kind)
+            g.create_dataset("shape", data=np.asarray(d["shape"], dtype=np.int64))
+            if kind in ("input", "flatten"):
+                continue
+            node = d["node"]
+            g.create_dataset("weight", data=np.asarray(d["weight"], dtype=np.float32))
+            if kind == "dense":
+                g.create_dataset("inFeatures", data=int(d["weight"].shape[1]))
+                g.create_dataset("outFeatures", data=int(d["weight"].shape[0]))
+            else:
+                w = d["weight"]
+                g.create_dataset("inChannels", data=int(w.shape[1] * d["groups"]))
+                g.create_dataset("outChannels", data=int(w.shape[0]))
+                g.create_dataset("kernelSize", data=np.asarray(w.shape[2:], dtype=np.int64))
+                for key in ("stride", "padding", "dilation"):
+                    g.create_dataset(key, data=np.asarray(d[key], dtype=np.int64))
+                g.create_dataset("groups", data=int(d["groups"]))
+            _write_bias(g, node.neuron, node.name)
+            _write_neuron(g, node.neuron, node.name)
+
+
+def describe_netx(path: str | os.PathLike) -> dict:
+    """``snnc inspect`` for a netx file: layers, shapes, neuron parameters, weight bits."""
+    path = Path(path)
+    graph = read_netx(path)
+    shapes = graph.shapes()
+    rows, layers = [], []
+    total = 0
+    for name, node in graph.nodes.items():
+        if isinstance(node, Input | Output):
+            continue
+        w = getattr(node, "weight", None)
+        params = int(np.size(w)) if isinstance(w, np.ndarray) else 0
+        total += params
+        neuron = getattr(node, "neuron", None)
+        nz = int(np.count_nonzero(w)) if isinstance(w, np.ndarray) else 0
+        bits = None
+        if isinstance(w, np.ndarray) and nz:
+            m = int(np.abs(w).max())
+            bits = int(np.ceil(np.log2(m + 1))) + int(w.min() < 0)
+        npar = None
+        if neuron is not None:
+            npar = {
+                "threshold": neuron.threshold,
+                "current_decay": neuron.current_decay,
+                "voltage_decay": neuron.voltage_decay,
+                "bias": neuron.bias is not None,
+            }
+        layers.append(
+            {
+                "name": name,
+                "kind": node.kind,
+                "shape": list(shapes[name]),
+                "params": params,
+                "nonzero_weights": nz,
+                "weight_bits": bits,
+                "weight_exp": int(getattr(node, "weight_exp", 0)),
+                "neuron": npar,
+            }
+        )
+        rows.append(
+            [
+                name,
+                node.kind,
+                "x".join(map(str, shapes[name])),
+                params,
+                nz,
+                "-" if bits is None else bits,
+                "-"
+                if npar is None
+                else f"{npar['threshold']:g}/{npar['current_decay']}/" f"{npar['voltage_decay']}",
+            ]
+        )
+    in_shape = list(graph.input.shape)
+    out_shape = list(shapes[graph.output.name])
+    return {
+        "file": str(path),
+        "type": "netx-hdf5",
+        "input_shape": in_shape,
+        "output_shape": out_shape,
+        "parameters": total,
+        "layers": layers,
+        "summary": f"netx network, input {in_shape} -> output {out_shape}, {len(layers)} layers, "
+        f"{total} parameters",
+        "columns": [
+            "layer",
+            "kind",
+            "shape",
+            "params",
+            "nonzero",
+            "weight bits",
+            "vth/iDecay/vDecay",
+        ],
+        "rows": rows,
+    }
+
+
+# -- running in Lava
+# ---------------------------------------------------------------------------------
+def _run_cfg():
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    try:  # Intel's Loihi stack (INRC only) provides the hardware compiler
+        import lava.magma.compiler.subcompilers.nc  # noqa: F401
+        from lava.magma.core.run_configs import Loihi2HwCfg
+
+        return Loihi2HwCfg()
+    except ImportError:
+        return Loihi2SimCfg(select_tag="fixed_pt")
+
+
+def _to_lava(sample: np.ndarray) -> np.ndarray:
+    """``(*shape, T)`` PyTorch order -> Lava ``(W, H, C, T)`` / ``(F, T)``."""
+    return sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample
+
+
+def _from_lava(y: np.ndarray) -> np.ndarray:
+    return y.transpose(2, 1, 0, 3) if y.ndim == 4 else y
+
+
+@contextlib.contextmanager
+def _netx_file(graph_or_path):
+    if isinstance(graph_or_path, Graph):
+        fd, tmp = tempfile.mkstemp(suffix=".net")
+        os.close(fd)
+        try:
+            write_netx(graph_or_path, tmp)
+            yield tmp
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    else:
+        yield str(graph_or_path)
+
+
+def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
+    from lava.lib.dl import netx
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc import io
+
+    t = sample.shape[-1]
+    net = netx.hdf5.Network(net_config=net_path)
+    src = io.source.RingBuffer(data=_to_lava(sample).astype(np.int32))
+    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=t)
+    src.s_out.connect(net.inp)
+    net.out.connect(sink.a_in)
+    try:
+        net.run(condition=RunSteps(num_steps=t), run_cfg=_run_cfg())
+        y = sink.data.get()
+    finally:
+        net.stop()
+    return _from_lava(np.asarray(y))
+
+
+def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    """Run in Lava, one sample per fresh network; ``x`` ``(N, *input_shape, T)`` -> ``(N,
+    *out_shape, T)`` int8.
+
+    A sequential graph or a netx file runs through ``netx.hdf5.Network``; a graph with ``Add`` nodes
+    is built from Lava Dense/Conv/LIF processes connected by ports (:func:`build_processes`).
+    """
+    from snnc.targets.sim import check_input
+
+    graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
+    s = check_input(graph, x)
+    outs = []
+    if (
+        isinstance(graph_or_path, Graph)
+        and not graph.is_sequential()
+        or any(isinstance(n, Add) for n in graph.nodes.values())
+    ):
+        for sample in s:
+            outs.append(_run_one_processes(graph, sample))
+    else:
+        with _netx_file(graph_or_path) as net_path:
+            for sample in s:
+                outs.append(_run_one_netx(net_path, sample))
+    return np.stack(outs).astype(np.int8)
+
+
+def compare_with_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> dict:
+    """Run ``x`` ``(N, *input_shape, T)`` through Lava and through ``sim``; count mismatched spikes.
+
+    For ``make demo`` and users who want the check in one call: ``{"samples", "mismatches",
+    "lava_spikes", "sim_spikes"}`` (``mismatches`` must be 0).
+    """
+    from snnc.targets.sim import simulate
+
+    graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
+    ours = simulate(graph, x).output
+    theirs = run_lava(graph_or_path, x)
+    return {
+        "samples": int(ours.shape[0]),
+        "mismatches": int(np.sum(ours != theirs)),
+        "lava_spikes": int(theirs.sum(dtype=np.int64)),
+        "sim_spikes": int(ours.sum(dtype=np.int64)),
+    }
+
+
+# -- direct process builder (graphs netx cannot express)
+# ---------------------------------------------
+def build_processes(graph: Graph) -> tuple[dict, object, object]:
+    """Build Lava processes for ``graph`` (fixed): Dense/Conv synapses, LIF neurons, ports
+    connected.
+
+    Returns ``(procs, in_port, out_port)``: ``in_port`` list of synapse InPorts fed by the input
+    spikes, ``out_port`` the last neuron's OutPort. Shapes on the Lava side are ``(W, H, C)`` /
+    ``(F,)``.
+    """
+    from lava.proc.conv.process import Conv as LavaConv
+    from lava.proc.dense.process import Dense as LavaDense
+    from lava.proc.lif.process import LIF
+
+    if graph.precision != "fixed":
+        raise SnncError("Lava runs fixed-point graphs only; run quantize (snnc compile) first")
+    shapes = graph.shapes()
+
+    def lava_shape(s):
+        return tuple(s[::-1])
+
+    procs: dict = {}
+    outs: dict = {}  # node name -> OutPort that carries its spikes (or current for synapse-only)
+    in_ports: list = []
+    for name, node in graph.nodes.items():
+        preds = graph.predecessors(name)
+        if isinstance(node, Input):
+            outs[name] = None
+            continue
+        if isinstance(node, Flatten | Output):
+            outs[name] = ("flat" if isinstance(node, Flatten) else "same", preds[0])
+            continue
+        neuron = node.neuron
+        if neuron is not None:
+            bias = (
+                np.zeros(shapes[name])
+                if neuron.bias is None
+                else np.broadcast_to(
+                    np.asarray(neuron.bias).reshape((-1,) + (1,) * (len(shapes[name]) - 1)),
+                    shapes[name],
+                )
+            )
+            lif = LIF(
+                shape=lava_shape(shapes[name]),
+                du=int(neuron.current_decay) - 1,
+                dv=int(neuron.voltage_decay),
+                vth=int(neuron.threshold),
+                bias_mant=np.ascontiguousarray(bias.T).astype(np.int32),
+                bias_exp=6,
+            )
+            procs[name + ".neuron"] = lif
+        if isinstance(node, Add):
+            for p in preds:
+                procs[p].a_out.connect(lif.a_in)
+            outs[name] = lif.s_out
+            continue
+        src_shape = shapes[preds[0]]
+        if isinstance(node, Dense):
+            syn = _lava_dense(LavaDense, _effective_int(node, "dense"))
+        else:
+            if isinstance(node, Pool):
+                c = src_shape[0]
+                w = np.full((c, 1, *node.kernel), int(node.weight))
+                stride, pad, dil, groups = node.stride, (0, 0), (1, 1), c
+            else:
+                w = _effective_int(node, "conv")
+                stride, pad, dil, groups = node.stride, node.padding, node.dilation, node.groups
+            lw = w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)  # netx's layout (§1.4)
+            syn = LavaConv(
+                weight=lw,
+                input_shape=lava_shape(src_shape),
+                padding=pad[::-1],
+                stride=stride[::-1],
+                dilation=dil[::-1],
+                groups=groups,
+            )
+        procs[name] = syn
+        _connect_input(graph, preds[0], outs, syn.s_in, in_ports)
+        if neuron is not None:
+            syn.a_out.connect(lif.a_in)
+            outs[name] = lif.s_out
+        else:
+            outs[name] = syn.a_out
+    last = _resolve(outs, graph.output.name)
+    return procs, in_ports, last
+
+
+def _lava_dense(LavaDense, w: np.ndarray):
+    # Give Lava exactly what netx would (§1.5), so its own clip/truncate keeps every bit.
+    stored, nwb, exp = netx_optimize_weight_bits(w)
+    return LavaDense(weights=stored.astype(np.int32), weight_exp=exp, num_weight_bits=nwb)
+
+
+def _resolve(outs: dict, name: str):
+    o = outs[name]
+    while isinstance(o, tuple):
+        o = outs[o[1]]
+    return o
+
+
+def _connect_input(graph: Graph, src: str, outs: dict, in_port, in_ports: list) -> None:
+    chain = []
+    o = outs[src]
+    while isinstance(o, tuple):
+        chain.append(o[0])
+        o = outs[o[1]]
+    if o is None:  # the graph input
+        in_ports.append((in_port, "flat" in chain))
+        return
+    if "flat" in chain:
+        o.transpose([2, 1, 0]).flatten().connect(in_port)  # WHC -> CHW then flatten, as netx (§1.3)
+    else:
+        o.connect(in_port)
+
+
+def connect_source(src, in_ports: list, ndim: int) -> None:
+    """Connect a RingBuffer source to the input synapses from :func:`build_processes`."""
+    for port, flat in in_ports:
+        if flat and ndim == 4:
+            src.s_out.transpose([2, 1, 0]).flatten().connect(port)  # WHC -> CHW, as netx (§1.3)
+        else:
+            src.s_out.connect(port)
+
+
+def _run_one_processes(graph: Graph, sample: np.ndarray) -> np.ndarray:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc import io
+
+    t = sample.shape[-1]
+    procs, in_ports, last = build_processes(graph)
+    data = _to_lava(sample).astype(np.int32)
+    src = io.source.RingBuffer(data=data)
+    connect_source(src, in_ports, data.ndim)
+    sink = io.sink.RingBuffer(shape=last.shape, buffer=t)
+    last.connect(sink.a_in)
+    try:
+        src.run(condition=RunSteps(num_steps=t), run_cfg=_run_cfg())
+        y = sink.data.get()
+    finally:
+        src.stop()
+    return _from_lava(np.asarray(y))
+
+
+# -- the standalone runner written into build directories ------------------------------------------
+RUNNER_SCRIPT = '''#!/usr/bin/env python3
+"""Run this build on Lava: Loihi 2 hardware when Intel's Loihi stack is installed, else the CPU
+simulator.
+
+Usage: python run_loihi2.py --input X.npy --output Y.npy
+X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F,).
+Y: (N, *output_shape, T) spikes of the last layer as recorded at net.out (each synaptic layer adds
+one
+step of latency). Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no
+network.net) also needs snnc installed, whose process builder wires Lava Dense/Conv/LIF processes.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_config():
+    try:  # Intel's Loihi stack (lava-loihi) provides the hardware compiler
+        import lava.magma.compiler.subcompilers.nc  # noqa: F401
+        from lava.magma.core.run_configs import Loihi2HwCfg
+        return Loihi2HwCfg()
+    except ImportError:
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        return Loihi2SimCfg(select_tag="fixed_pt")
+
+
+def run_sample(sample):
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc import io
+
+    steps = sample.shape[-1]
+    data = sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample  # CHW -> Lava WHC
+    if (HERE / "network.net").exists():
+        from lava.lib.dl import netx
+
+        net = netx.hdf5.Network(net_config=str(HERE / "network.net"))
+        src = io.source.RingBuffer(data=data.astype(np.int32))
+        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
+        src.s_out.connect(net.inp)
+        net.out.connect(sink.a_in)
+        runner = net
+    else:
+        from snnc.targets.graphfile import load_graph
+        from snnc.targets.loihi2 import build_processes, connect_source
+
+        procs, in_ports, last = build_processes(load_graph(HERE / "graph.safetensors"))
+        src = io.source.RingBuffer(data=data.astype(np.int32))
+        connect_source(src, in_ports, data.ndim)
+        sink = io.sink.RingBuffer(shape=last.shape, buffer=steps)
+        last.connect(sink.a_in)
+        runner = src
+    try:
+        runner.run(condition=RunSteps(num_steps=steps), run_cfg=run_config())
+        y = np.asarray(sink.data.get())
+    finally:
+        runner.stop()
+    return y.transpose(2, 1, 0, 3) if y.ndim == 4 else y
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    a = p.parse_args()
+    x = np.load(a.input, allow_pickle=False)
+    if x.ndim < 3 or not np.all((x == 0) | (x == 1)):
+        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
+    y = np.stack([run_sample(s) for s in x]).astype(np.int8)
+    np.save(a.output, y)
+    print(f"{a.output}: {y.shape}, {int(y.sum())} spikes")
+
+
+if __name__ == "__main__":
+    main()
+'''

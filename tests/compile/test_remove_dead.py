@@ -1,0 +1,181 @@
+"""remove_dead: physically pruned graphs compute exactly what the masked graphs compute."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from compile_helpers import (
+    ARCHS,
+    INPUT,
+    block_index,
+    graphs_equal,
+    masked_model,
+    params,
+    residual_index,
+    spikes,
+    torch_output,
+)
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from snnc.compile import ir
+from snnc.compile.passes.fold_bn import fold_bn
+from snnc.compile.passes.remove_dead import bias_can_fire, remove_dead
+from snnc.compile.trace import trace
+from snnc.errors import SnncError
+from snnc.targets.sim import simulate
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(seed=st.integers(0, 10_000), keep=st.floats(0.3, 0.9))
+def test_pruned_equals_masked(arch, seed, keep):
+    model = masked_model(arch, seed=seed, keep=keep)
+    graph = trace(model)
+    x = spikes(4, 12, seed=seed)
+    pruned = remove_dead(graph)
+    ref = torch_output(model, x)
+    np.testing.assert_allclose(simulate(pruned, x).output, ref, atol=1e-6)
+    np.testing.assert_allclose(simulate(graph, x).output, ref, atol=1e-6)
+    assert params(pruned) < params(graph)
+    # every masked channel is gone (but the class neurons, the output's contract, all stay),
+    # and BN folding after removal changes nothing
+    last = pruned.predecessors("output")[0]
+    assert pruned.shapes()[last] == graph.shapes()[last]
+    for node in pruned.nodes.values():
+        # (a synapse-only node feeding an Add keeps a channel its own mask zeroes while the other
+        # branch still feeds that Add channel)
+        if "channel_mask" in node.meta and node.name != last and getattr(node, "neuron", 1):
+            assert np.all(np.asarray(node.meta["channel_mask"]) == 1), node.name
+    np.testing.assert_allclose(simulate(fold_bn(pruned), x).output, ref, atol=1e-6)
+
+
+def test_residual_branch_pruning_keeps_exactly_the_add_channels():
+    """Channels pruned in the main branch only: the Add keeps all its channels (the shortcut feeds
+    them), the main branch's inner conv loses exactly its masked channels."""
+    model = masked_model("resnet", seed=11, keep=1.0)
+    i = residual_index(model)
+    r = f"blocks.{i}"
+    res = model.blocks[i]
+    c = res.out_channels
+    with torch.no_grad():
+        for b in model.modules():
+            if hasattr(b, "channel_mask"):
+                b.channel_mask.fill_(1.0)
+            if hasattr(b, "weight_mask"):
+                b.weight_mask.fill_(1.0)
+        inner = res.main[0]
+        inner.channel_mask[: c // 2] = 0.0  # half of the inner conv
+        res.main[1].channel_mask[:3] = 0.0  # 3 output channels of the branch's last conv only
+    graph = trace(model)
+    pruned = remove_dead(graph)
+    assert pruned.shapes()[r][0] == c  # the Add needs every channel (shortcut alive)
+    assert pruned.nodes[f"{r}.main.0"].weight.shape[0] == c - c // 2
+    assert pruned.nodes[f"{r}.main.1"].weight.shape[:2] == (c, c - c // 2)
+    assert pruned.nodes[f"{r}.shortcut"].weight.shape[0] == c
+    x = spikes(4, 12, seed=12)
+    np.testing.assert_allclose(simulate(pruned, x).output, torch_output(model, x), atol=1e-6)
+
+    # now the shortcut is pruned for the same 3 channels too: the Add loses exactly those 3
+    with torch.no_grad():
+        res.shortcut.channel_mask[:3] = 0.0
+    pruned2 = remove_dead(trace(model))
+    assert pruned2.shapes()[r][0] == c - 3
+    np.testing.assert_array_equal(pruned2.nodes[r].meta["orig_channels"], np.arange(3, c))
+    np.testing.assert_allclose(simulate(pruned2, x).output, torch_output(model, x), atol=1e-6)
+
+
+def _tiny(bias, threshold=1.0, vdecay=1024, precision="float", w_rows_zero=(1,)):
+    w1 = np.ones((3, 4))
+    for r in w_rows_zero:
+        w1[r] = 0.0
+    n1 = ir.CubaLIF(threshold, 2048, vdecay, bias=np.array(bias, dtype=float))
+    nodes = [
+        ir.Input("in", shape=(4,)),
+        ir.Dense("d1", weight=w1, neuron=n1),
+        ir.Dense("d2", weight=np.ones((2, 3)), neuron=ir.CubaLIF(threshold, 2048, vdecay)),
+        ir.Output("out"),
+    ]
+    return ir.Graph.from_list(nodes, {"precision": precision})
+
+
+def test_dead_by_bias_hand_cases_float():
+    # neuron 1 has no input: bias 0.2 with voltage decay 1024 converges to 0.8 <= 1 -> dead
+    g = remove_dead(_tiny([0.0, 0.2, 0.0]))
+    assert g.nodes["d1"].weight.shape == (2, 4)
+    # bias 0.3 converges to 1.2 > 1 -> it will fire: kept
+    g = remove_dead(_tiny([0.0, 0.3, 0.0]))
+    assert g.nodes["d1"].weight.shape == (3, 4)
+    # no voltage decay: any positive bias eventually fires
+    assert remove_dead(_tiny([0.0, 1e-3, 0.0], vdecay=0)).nodes["d1"].weight.shape == (3, 4)
+    # and a kept neuron does fire with zero input (the analysis is right, not just conservative)
+    x = np.zeros((1, 4, 40), np.uint8)
+    res = simulate(_tiny([0.0, 0.3, 0.0]), x, record=True)
+    assert res.layers["d1"][0, 1].sum() > 0
+
+
+def test_dead_by_bias_fixed_point_matches_simulation():
+    neuron = ir.CubaLIF(100, 2048, 1024, None)
+    biases = np.arange(0, 40)
+    can = bias_can_fire(neuron, biases, fixed=True)
+    # reference: simulate a single fixed-point neuron per bias for long enough with zero input
+    w = np.zeros((len(biases), 1))
+    nodes = [
+        ir.Input("in", shape=(1,)),
+        ir.Dense("d", weight=w, neuron=ir.CubaLIF(100, 2048, 1024, biases)),
+        ir.Output("out"),
+    ]
+    g = ir.Graph.from_list(nodes, {"precision": "fixed"})
+    out = simulate(g, np.zeros((1, 1, 400), np.uint8)).output[0]
+    np.testing.assert_array_equal(can, out.sum(-1) > 0)
+    assert can.any() and not can.all()
+
+
+def test_unneeded_channels_are_removed():
+    g = _tiny([0.5, 0.5, 0.5], w_rows_zero=())
+    w2 = g.nodes["d2"].weight.copy()
+    w2[:, 2] = 0.0  # nobody reads neuron 2 of d1
+    g = g.replace(d2=ir.replace(g.nodes["d2"], weight=w2))
+    out = remove_dead(g)
+    assert out.nodes["d1"].weight.shape == (2, 4)
+    assert out.nodes["d2"].weight.shape == (2, 2)
+    assert any("unneeded 1" in n for n in out.meta["notes"])
+
+
+def test_layer_losing_every_channel_names_it():
+    model = masked_model("convnet", seed=3)
+    i = block_index(model, "conv", 1)
+    with torch.no_grad():
+        model.blocks[i].channel_mask.zero_()
+    with pytest.raises(SnncError, match=f"blocks.{i} would lose every"):
+        remove_dead(trace(model))
+
+
+def test_calibration_removal_is_lossy_and_opt_in():
+    model = masked_model("mlp", seed=4, keep=1.0, gain=1.0)
+    graph = trace(model)
+    exact = remove_dead(graph)
+    calib = spikes(8, 12, seed=5, p=0.1)
+    lossy = remove_dead(graph, calibration=calib)
+    assert lossy.meta.get("lossy") is True
+    assert "lossy" not in exact.meta
+    assert params(lossy) < params(exact)
+    # on the calibration data itself nothing changes
+    np.testing.assert_array_equal(simulate(lossy, calib).output, simulate(graph, calib).output)
+
+
+def test_remove_dead_is_idempotent_and_pure():
+    model = masked_model("resnet", seed=8)
+    graph = trace(model)
+    w_before = graph.nodes["blocks.0"].weight.copy()
+    once = remove_dead(graph)
+    twice = remove_dead(once)
+    assert graphs_equal(once, twice)
+    np.testing.assert_array_equal(graph.nodes["blocks.0"].weight, w_before)
+    assert INPUT == graph.input.shape

@@ -1,0 +1,44 @@
+"""Fixtures of the pruning tests: a convnet trained on digits once per session, and a small
+untrained one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+BASE_STEPS = 8
+
+
+@pytest.fixture(scope="session")
+def base_convnet(tmp_path_factory):
+    """``(path, model)``: the zoo convnet trained on digits (T=8), saved as a model file."""
+    from snnc import checkpoint
+    from snnc.train import TrainConfig, data_settings, train
+
+    cfg = TrainConfig(
+        dataset="digits",
+        arch="convnet",
+        epochs=12,
+        steps=BASE_STEPS,
+        lr=5e-3,
+        batch_size=32,
+        seed=0,
+    )
+    model, result = train(cfg)
+    path = tmp_path_factory.mktemp("prune-models") / "convnet.pt"
+    checkpoint.save_model(
+        path,
+        model,
+        data_settings("digits", cfg.steps, cfg.encoding),
+        {"seed": 0, "accuracy": result["test_accuracy"]},
+    )
+    return path, model
+
+
+@pytest.fixture
+def small_convnet():
+    """An untrained small convnet for digits (fast unit tests)."""
+    from snnc.nn.zoo import build
+
+    torch.manual_seed(0)
+    return build("convnet", {"input_shape": [1, 8, 8], "num_classes": 10, "channels": [4, 6, 8]})
