@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--train-limit", type=int, default=10000)
     ap.add_argument("--test-limit", type=int, default=2000)
     ap.add_argument("--model", default=None, help="a model file to compile instead of training")
+    ap.add_argument("--save-model", default=None, help="write the trained model file here")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -77,6 +78,13 @@ def main() -> None:
             f"training samples, T={steps}, {encoding} encoding, seed {args.seed}"
         )
     model.eval()
+    if args.save_model and not args.model:
+        checkpoint.save_model(
+            args.save_model,
+            model,
+            {"dataset": args.dataset, "steps": steps, "encoding": encoding},
+            {"seed": args.seed, "benchmark": used},
+        )
     t_train = time.perf_counter() - t0
     compiled = compile_graph(trace(model))
     ds = D.load(args.dataset)

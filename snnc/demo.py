@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_row("sim vs Lava", f"{mismatches} mismatched spikes of {y_sim.size} (3 samples, T={steps})")
     t.add_row("deployed accuracy", f"{_pct(ev.get('accuracy'))} on {ev.get('samples', '?')} MNIST test "
               "samples (fixed point, simulated)")
-    t.add_row("plots", str(out / "plots"))
+    t.add_row("prune report", f"{pruned.get('report')}; plots: {', '.join(pruned.get('plots', []))}")
     t.add_row("total time", f"{total:.0f} s")
     console.print(t)
     if mismatches:

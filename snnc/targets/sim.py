@@ -256,9 +256,12 @@ class _Sim:
 
             wt, fan = _prepared(w, f"dense-{fixed}", make)
             # Event-driven accumulation (Lava's own scheme, §2.2) beats a dense product when few
-            # inputs spike (measured: below ~10% density); both are exact.
+            # inputs spike (measured: below ~10% density) or for few rows (small batches) with a
+            # wide fan-out; both are exact.
             density = counts.sum() / max(flat.size, 1)
-            sparse = density < _EVENT_DENSITY and w.shape[0] >= 16
+            sparse = (density < _EVENT_DENSITY and w.shape[0] >= 16) or (
+                n * t <= _EVENT_ROWS and w.shape[0] >= 64
+            )
             events = _numba_kernel("events") if fixed and sparse else None
             if events is not None:
                 # Few rows (small batches): add the weight rows of the inputs that spiked, as Lava
@@ -427,6 +430,7 @@ def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = No
 _KERNEL: dict = {}
 _DISABLE_NUMBA = False  # tests set it to compare the numpy loop with the compiled one
 _EVENT_DENSITY = 0.1  # below this input spike density the event-driven dense synapse is faster
+_EVENT_ROWS = 2048  # ... and for up to this many (sample, step) rows with a wide fan-out
 
 
 def _numba_kernel(which: str = "lif"):

@@ -67,7 +67,7 @@ def test_dense_ranges_and_netx_exactness(w, bias, threshold, cdecay):
     np.testing.assert_array_equal(np.any(d.weight != 0, 0), np.any(w != 0, 0))
     # what netx + Lava make of the stored weights is exactly the integers (LAVA_FACTS §1.5)
     if not d.meta["quant"]["netx_exact"]:
-        assert d.weight.max() <= 0 and d.meta["quant"]["limited_by"] != "weight"
+        assert d.weight.max() <= 0 and d.weight.min() != -W_MAX
     elif np.any(d.weight):
         np.testing.assert_array_equal(_netx_lava_effective(d.weight), d.weight)
     # the scale keeps u inside 24 bits when every input spikes every step
@@ -102,8 +102,8 @@ def test_relative_error_is_small_and_reported():
     w = rng.normal(0, 0.2, (20, 30))
     q = quantize(_dense_graph(w, rng.normal(0, 0.1, 20), 1.0))
     info = q.nodes["d"].meta["quant"]
-    assert info["limited_by"] == "weight" and np.abs(q.nodes["d"].weight).max() == W_MAX
-    assert info["weight_rmse_rel"] < 0.01 and info["threshold_rel_err"] < 0.01
+    assert info["limited_by"] == "weight" and np.abs(q.nodes["d"].weight).max() >= W_MAX - 1
+    assert info["weight_rmse_rel"] < 0.01 and info["threshold_rel_err"] < 1e-12  # vth exact
     assert info["bias_clipped"] == 0 and info["weight_bits"] == 9
 
 
