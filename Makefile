@@ -46,7 +46,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format snnc tests benchmarks
 
 bench: $(STAMP)
+	$(VPY) benchmarks/train_throughput.py
 	$(VPY) benchmarks/sim_vs_lava.py
+	$(VPY) benchmarks/compile_accuracy.py --dataset mnist --arch convnet --epochs 2 --train-limit 10000
+	$(VPY) benchmarks/prune_compare.py --out build/prune_compare
 
 clean:
 	rm -rf build .pytest_cache

@@ -168,11 +168,7 @@ def main() -> None:
 def check_targets(rows: list[dict]) -> dict:
     """DESIGN.md's pruning numbers, each with the measured value and met/not."""
     ch = [r for r in rows if r["method"] in CHANNEL_METHODS]
-    good = [
-        r
-        for r in ch
-        if r["channel_sparsity"] >= 0.6 and r["accuracy"] >= r["accuracy_before"] - 0.005
-    ]
+    good = [r for r in ch if r["channel_sparsity"] >= 0.6 and r["accuracy"] >= r["accuracy_before"] - 0.005]
     best = max(good, key=lambda r: r["synops_reduction"] or 0, default=None)
     t = {
         "best_>=60%_channels_<=0.5pt_drop": {
@@ -245,9 +241,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     for m in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == m]
-        ax[0].plot(
-            [r["sparsity"] for r in rs], [100 * r["accuracy"] for r in rs], marker="o", label=m
-        )
+        ax[0].plot([r["sparsity"] for r in rs], [100 * r["accuracy"] for r in rs], marker="o", label=m)
         ax[1].plot(
             [r["sparsity"] for r in rs],
             [r["synops_reduction"] or 0 for r in rs],

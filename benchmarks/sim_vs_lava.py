@@ -49,9 +49,7 @@ def even(rng, shape, fan_in, gain):
 
 
 def neuron(thr, channels, rng):
-    return CubaLIF(
-        threshold=thr, current_decay=1024, voltage_decay=256, bias=rng.integers(-2, 3, channels)
-    )
+    return CubaLIF(threshold=thr, current_decay=1024, voltage_decay=256, bias=rng.integers(-2, 3, channels))
 
 
 def mlp(rng) -> Graph:
@@ -80,9 +78,7 @@ def convnet(rng) -> Graph:
             neuron=neuron(60, 32, rng),
         ),
         Flatten("flat"),
-        Dense(
-            "fc", weight=even(rng, (10, 32 * 7 * 7), 32 * 7 * 7, 4.0), neuron=neuron(60, 10, rng)
-        ),
+        Dense("fc", weight=even(rng, (10, 32 * 7 * 7), 32 * 7 * 7, 4.0), neuron=neuron(60, 10, rng)),
         Output("out"),
     ]
     return Graph.from_list(nodes, meta={"precision": "fixed"}).verify()
@@ -230,10 +226,7 @@ def main() -> None:
     )
     for name, lava_s, sim_s, target, mism, spk in rows:
         ratio = lava_s / sim_s
-        print(
-            f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x "
-            f"{mism:10d} {spk:10d}"
-        )
+        print(f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x " f"{mism:10d} {spk:10d}")
     from snnc.targets.sim import _numba_kernel
 
     print(f"numba kernels: {'on' if _numba_kernel() is not None else 'off (numpy loop)'}")

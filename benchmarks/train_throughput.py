@@ -7,7 +7,8 @@ T=16, batch 64, forward + backward + Adam step. Each framework runs its own idio
   neuron count as the snnTorch net, so this is the like-for-like comparison with snnTorch.
 - snnTorch: ``snn.Synaptic`` (current-based LIF) in a plain time loop; pooling before the neuron.
 - lava-dl slayer: ``slayer.block.cuba`` Conv/Pool/Flatten/Dense (pools are spiking layers, as ours).
-Prints samples/s for each and the ratios from one run. Usage: python benchmarks/train_throughput.py [--iters N]
+Prints samples/s for each and the ratios from one run.
+Usage: python benchmarks/train_throughput.py [--iters N]
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ def snnc_net():
     from snnc.nn.zoo import SpikingNet
 
     p = NeuronParams()
-    blocks = [Conv(1, 16, 3, padding=1, neuron=p), Pool(2), Conv(16, 32, 3, padding=1, neuron=p),
-              Pool(2), Flatten(), Dense(32 * 7 * 7, 10, p)]
+    blocks = [
+        Conv(1, 16, 3, padding=1, neuron=p),
+        Pool(2),
+        Conv(16, 32, 3, padding=1, neuron=p),
+        Pool(2),
+        Flatten(),
+        Dense(32 * 7 * 7, 10, p),
+    ]
     net = SpikingNet(blocks, (1, 28, 28), {"name": "bench", "config": {}})
     return net, lambda x: net(x).sum(-1)
 
@@ -39,8 +46,12 @@ def snnc_fused_net():
     from snnc.nn.zoo import SpikingNet
 
     p = NeuronParams()
-    blocks = [Conv(1, 16, 3, padding=1, neuron=p, pool=2), Conv(16, 32, 3, padding=1, neuron=p, pool=2),
-              Flatten(), Dense(32 * 7 * 7, 10, p)]
+    blocks = [
+        Conv(1, 16, 3, padding=1, neuron=p, pool=2),
+        Conv(16, 32, 3, padding=1, neuron=p, pool=2),
+        Flatten(),
+        Dense(32 * 7 * 7, 10, p),
+    ]
     net = SpikingNet(blocks, (1, 28, 28), {"name": "bench", "config": {}})
     return net, lambda x: net(x).sum(-1)
 
@@ -74,16 +85,24 @@ def snntorch_net():
 def slayer_net():
     import lava.lib.dl.slayer as slayer
 
-    p = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03, "tau_grad": 0.03,
-         "scale_grad": 3, "requires_grad": False}
-    blocks = nn.ModuleList([
-        slayer.block.cuba.Conv(p, 1, 16, 3, padding=1, weight_norm=False),
-        slayer.block.cuba.Pool(p, 2),
-        slayer.block.cuba.Conv(p, 16, 32, 3, padding=1, weight_norm=False),
-        slayer.block.cuba.Pool(p, 2),
-        slayer.block.cuba.Flatten(),
-        slayer.block.cuba.Dense(p, 32 * 7 * 7, 10, weight_norm=False),
-    ])
+    p = {
+        "threshold": 1.25,
+        "current_decay": 0.25,
+        "voltage_decay": 0.03,
+        "tau_grad": 0.03,
+        "scale_grad": 3,
+        "requires_grad": False,
+    }
+    blocks = nn.ModuleList(
+        [
+            slayer.block.cuba.Conv(p, 1, 16, 3, padding=1, weight_norm=False),
+            slayer.block.cuba.Pool(p, 2),
+            slayer.block.cuba.Conv(p, 16, 32, 3, padding=1, weight_norm=False),
+            slayer.block.cuba.Pool(p, 2),
+            slayer.block.cuba.Flatten(),
+            slayer.block.cuba.Dense(p, 32 * 7 * 7, 10, weight_norm=False),
+        ]
+    )
 
     def fwd(x):
         for b in blocks:
@@ -119,11 +138,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"net: conv16-pool-conv32-pool-dense10, input 1x28x28, T={T}, batch {N}, "
-          f"{args.threads} threads, {args.iters} timed steps")
+    print(
+        f"net: conv16-pool-conv32-pool-dense10, input 1x28x28, T={T}, batch {N}, "
+        f"{args.threads} threads, {args.iters} timed steps"
+    )
     results = {}
-    builds = (("snnc", snnc_net), ("snnc-fused", snnc_fused_net), ("snntorch", snntorch_net),
-              ("slayer", slayer_net))
+    builds = (
+        ("snnc", snnc_net),
+        ("snnc-fused", snnc_fused_net),
+        ("snntorch", snntorch_net),
+        ("slayer", slayer_net),
+    )
     for name, build in builds:
         try:
             results[name] = measure(build, args.iters)

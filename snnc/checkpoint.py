@@ -139,14 +139,13 @@ def validate_header(header: Any, path: Path | str) -> None:
             f"version {VERSION}); re-export it with a matching snnc"
         )
     arch = header.get("arch")
-    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)
-            and isinstance(arch.get("config"), dict)):
+    if not (
+        isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("config"), dict)
+    ):
         raise SnncError(f"{path}: 'arch' must be an object with 'name' and 'config'")
 
 
-def save_model(
-    path: str | os.PathLike, model: torch.nn.Module, data: dict, meta: dict | None = None
-) -> None:
+def save_model(path: str | os.PathLike, model: torch.nn.Module, data: dict, meta: dict | None = None) -> None:
     """Save a zoo model with its data settings and metadata, atomically."""
     header = {
         "format": FORMAT,
@@ -169,7 +168,8 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False):
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise SnncError(f"{path}: tensors do not fit architecture "
-                        f"{header['arch']['name']!r} ({first})") from None
+        raise SnncError(
+            f"{path}: tensors do not fit architecture " f"{header['arch']['name']!r} ({first})"
+        ) from None
     model.eval()
     return model, header

@@ -62,8 +62,11 @@ def common_options(fn):
                 traceback.print_exc()
             else:
                 first = (str(e).splitlines() or [""])[0]
-                click.echo(f"snnc: internal error: {type(e).__name__}: {first} "
-                           "(rerun with --debug for the traceback)", err=True)
+                click.echo(
+                    f"snnc: internal error: {type(e).__name__}: {first} "
+                    "(rerun with --debug for the traceback)",
+                    err=True,
+                )
             sys.exit(1)
 
     return wrapper
@@ -92,27 +95,68 @@ def cli() -> None:
 # train
 @cli.command(context_settings=CONTEXT)
 @click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
-@click.option("--arch", type=click.Choice(["mlp", "lenet", "convnet", "resnet"]), default="mlp",
-              show_default=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["mlp", "lenet", "convnet", "resnet"]),
+    default="mlp",
+    show_default=True,
+)
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--steps", "-T", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Time steps per sample.")
-@click.option("--encoding", type=click.Choice(["rate", "regular", "direct"]), default="rate",
-              show_default=True)
+@click.option(
+    "--steps",
+    "-T",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Time steps per sample.",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["rate", "regular", "direct"]),
+    default="rate",
+    show_default=True,
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
-@click.option("--hidden", type=str, default=None,
-              help="mlp hidden sizes, comma-separated (e.g. 256,128).")
-@click.option("--channels", type=str, default=None,
-              help="conv channel counts, comma-separated (lenet 2, convnet 3, resnet 2).")
-@click.option("--train-limit", type=click.IntRange(min=1), default=None,
-              help="Use only the first N training samples.")
+@click.option("--hidden", type=str, default=None, help="mlp hidden sizes, comma-separated (e.g. 256,128).")
+@click.option(
+    "--channels",
+    type=str,
+    default=None,
+    help="conv channel counts, comma-separated (lenet 2, convnet 3, resnet 2).",
+)
+@click.option(
+    "--train-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N training samples.",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
-              help="Model file to write (safetensors).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Model file to write (safetensors).",
+)
 @common_options
-def train(dataset, arch, epochs, steps, encoding, batch_size, lr, hidden, channels, train_limit,
-          device, output, seed, as_json, quiet):
+def train(
+    dataset,
+    arch,
+    epochs,
+    steps,
+    encoding,
+    batch_size,
+    lr,
+    hidden,
+    channels,
+    train_limit,
+    device,
+    output,
+    seed,
+    as_json,
+    quiet,
+):
     """Train a zoo model on an offline dataset and write it as a model file."""
     from snnc import checkpoint
     from snnc.train import TrainConfig, data_settings
@@ -124,30 +168,49 @@ def train(dataset, arch, epochs, steps, encoding, batch_size, lr, hidden, channe
             try:
                 arch_config[key] = [int(v) for v in text.split(",")]
             except ValueError:
-                raise SnncError(f"--{key} must be comma-separated integers, got {text!r}",
-                                exit_code=2) from None
-    cfg = TrainConfig(dataset=dataset, arch=arch, epochs=epochs, steps=steps, encoding=encoding,
-                      batch_size=batch_size, lr=lr, seed=seed, device=device,
-                      arch_config=arch_config, train_limit=train_limit)
-    Path(output).resolve().parent  # validated by the atomic writer
+                raise SnncError(
+                    f"--{key} must be comma-separated integers, got {text!r}", exit_code=2
+                ) from None
+    cfg = TrainConfig(
+        dataset=dataset,
+        arch=arch,
+        epochs=epochs,
+        steps=steps,
+        encoding=encoding,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        arch_config=arch_config,
+        train_limit=train_limit,
+    )
     model, result = run_train(cfg, reporter(quiet, as_json))
-    meta = {"seed": seed, "accuracy": result["test_accuracy"], "history": result["history"],
-            "train": cfg.to_dict()}
+    meta = {
+        "seed": seed,
+        "accuracy": result["test_accuracy"],
+        "history": result["history"],
+        "train": cfg.to_dict(),
+    }
     checkpoint.save_model(output, model, data_settings(dataset, steps, encoding), meta)
     result["output"] = str(output)
     if as_json:
         emit_json(result)
     elif not quiet:
-        click.echo(f"{arch} on {dataset}: test accuracy {100 * result['test_accuracy']:.2f}% "
-                   f"({result['seconds_per_epoch']:.1f} s/epoch) -> {output}")
+        click.echo(
+            f"{arch} on {dataset}: test accuracy {100 * result['test_accuracy']:.2f}% "
+            f"({result['seconds_per_epoch']:.1f} s/epoch) -> {output}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # inspect
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path())
-@click.option("--trust-pickle", is_flag=True,
-              help="Load a PyTorch pickle you made yourself (weights_only=True).")
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Load a PyTorch pickle you made yourself (weights_only=True).",
+)
 @common_options
 def inspect(file, trust_pickle, seed, as_json, quiet):
     """Describe a model file or a netx HDF5 network: layers, shapes, parameters, masks."""
@@ -174,19 +237,12 @@ def inspect(file, trust_pickle, seed, as_json, quiet):
         console.print(table("layers", info["columns"], info["rows"]))
 
 
-# --- commands of later stages register below (prune, compile, simulate, evaluate) -------------
-# Each lives in its own module and is added here, so cli.py stays a thin index.
+# --- prune, compile, simulate, evaluate: each lives in its own module, so cli.py stays a thin index.
 def _register() -> None:
     import importlib
 
     for module in ("snnc.prune.command", "snnc.compile.command", "snnc.targets.command"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
-        mod.register(cli)
+        importlib.import_module(module).register(cli)
 
 
 _register()

@@ -56,57 +56,145 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     seed = ["--seed", args.seed]
 
-    mlp = snnc("train", "--dataset", "digits", "--arch", "mlp", "--epochs", 15, *seed,
-               "-o", out / "mlp_digits.pt", label="mlp on digits")
-    conv = snnc("train", "--dataset", "mnist", "--arch", "convnet", "--epochs", args.epochs,
-                "--train-limit", args.mnist_train, *seed, "-o", out / "convnet_mnist.pt",
-                label="convnet on MNIST")
-    pruned = snnc("prune", out / "convnet_mnist.pt", "--method", "sca", "--sparsity", 0.5,
-                  "--epochs", 2, "--train-limit", args.mnist_train // 2, "--plot", out / "plots",
-                  *seed, "-o", out / "convnet_sca.pt", label="SCA pruning")
+    mlp = snnc(
+        "train",
+        "--dataset",
+        "digits",
+        "--arch",
+        "mlp",
+        "--epochs",
+        15,
+        *seed,
+        "-o",
+        out / "mlp_digits.pt",
+        label="mlp on digits",
+    )
+    conv = snnc(
+        "train",
+        "--dataset",
+        "mnist",
+        "--arch",
+        "convnet",
+        "--epochs",
+        args.epochs,
+        "--train-limit",
+        args.mnist_train,
+        *seed,
+        "-o",
+        out / "convnet_mnist.pt",
+        label="convnet on MNIST",
+    )
+    pruned = snnc(
+        "prune",
+        out / "convnet_mnist.pt",
+        "--method",
+        "sca",
+        "--sparsity",
+        0.5,
+        "--epochs",
+        2,
+        "--train-limit",
+        args.mnist_train // 2,
+        "--plot",
+        out / "plots",
+        *seed,
+        "-o",
+        out / "convnet_sca.pt",
+        label="SCA pruning",
+    )
     build = out / "build"
-    comp = snnc("compile", out / "convnet_sca.pt", "--target", "loihi2", "--dataset", "mnist",
-                "--limit", 500, *seed, "-o", build, label="compile for loihi2")
+    comp = snnc(
+        "compile",
+        out / "convnet_sca.pt",
+        "--target",
+        "loihi2",
+        "--dataset",
+        "mnist",
+        "--limit",
+        500,
+        *seed,
+        "-o",
+        build,
+        label="compile for loihi2",
+    )
 
     # Sim vs Lava, spike for spike, on a few encoded test samples.
-    from snnc import data as D
-    from snnc.targets.graphfile import load_net
-
     import torch
 
-    graph = load_net(build)
+    from snnc import data as D
+
     steps = int(comp.get("data", {}).get("steps", 16))
     x = D.load("mnist").test[0][:3]
     gen = torch.Generator().manual_seed(args.seed)
     spikes = D.encode(x, steps, "rate", gen).numpy().astype(np.int8)
     np.save(out / "x.npy", spikes)
-    snnc("simulate", build, "--input", out / "x.npy", "--output", out / "y_sim.npy",
-         "--backend", "sim", label="simulate (sim)")
-    snnc("simulate", build, "--input", out / "x.npy", "--output", out / "y_lava.npy",
-         "--backend", "lava", label="simulate (Lava fixed_pt, CPU)")
+    snnc(
+        "simulate",
+        build,
+        "--input",
+        out / "x.npy",
+        "--output",
+        out / "y_sim.npy",
+        "--backend",
+        "sim",
+        label="simulate (sim)",
+    )
+    snnc(
+        "simulate",
+        build,
+        "--input",
+        out / "x.npy",
+        "--output",
+        out / "y_lava.npy",
+        "--backend",
+        "lava",
+        label="simulate (Lava fixed_pt, CPU)",
+    )
     y_sim, y_lava = np.load(out / "y_sim.npy"), np.load(out / "y_lava.npy")
     mismatches = int((y_sim != y_lava).sum())
-    ev = snnc("evaluate", build, "--dataset", "mnist", "--backend", "sim", "--limit", 2000, *seed,
-              label="deployed accuracy (sim)")
+    ev = snnc(
+        "evaluate",
+        build,
+        "--dataset",
+        "mnist",
+        "--backend",
+        "sim",
+        "--limit",
+        2000,
+        *seed,
+        label="deployed accuracy (sim)",
+    )
 
     total = time.perf_counter() - t_start
     t = Table(title="snnc demo")
     t.add_column("stage")
     t.add_column("result", justify="left")
     t.add_row("mlp / digits", f"test accuracy {100 * mlp['test_accuracy']:.2f}%  -> {mlp['output']}")
-    t.add_row("convnet / MNIST", f"test accuracy {100 * conv['test_accuracy']:.2f}% "
-              f"({args.mnist_train} training samples, {args.epochs} epochs)  -> {conv['output']}")
+    t.add_row(
+        "convnet / MNIST",
+        f"test accuracy {100 * conv['test_accuracy']:.2f}% "
+        f"({args.mnist_train} training samples, {args.epochs} epochs)  -> {conv['output']}",
+    )
     rep = pruned.get("summary", pruned)
-    t.add_row("SCA pruning", f"channels kept {rep.get('channels_kept', '?')}/{rep.get('channels_total', '?')}, "
-              f"accuracy {_pct(rep.get('accuracy_before'))} -> {_pct(rep.get('accuracy_after'))}, "
-              f"SynOps x{_ratio(rep.get('synops_reduction'))} fewer  -> {out / 'convnet_sca.pt'}")
+    t.add_row(
+        "SCA pruning",
+        f"channels kept {rep.get('channels_kept', '?')}/{rep.get('channels_total', '?')}, "
+        f"accuracy {_pct(rep.get('accuracy_before'))} -> {_pct(rep.get('accuracy_after'))}, "
+        f"SynOps x{_ratio(rep.get('synops_reduction'))} fewer  -> {out / 'convnet_sca.pt'}",
+    )
     tot = comp.get("totals", {})
-    t.add_row("compile (loihi2)", f"{tot.get('neurons', '?')} neurons, {tot.get('synapses', '?')} synapses, "
-              f"{tot.get('cores', '?')} neurocores; float {_pct(comp.get('accuracy', {}).get('float'))} vs "
-              f"fixed {_pct(comp.get('accuracy', {}).get('fixed'))}  -> {build / 'network.net'}")
+    t.add_row(
+        "compile (loihi2)",
+        f"{tot.get('neurons', '?')} neurons, {tot.get('synapses', '?')} synapses, "
+        f"{tot.get('cores', '?')} neurocores; float {_pct(comp.get('accuracy', {}).get('float'))} vs "
+        f"fixed {_pct(comp.get('accuracy', {}).get('fixed'))}  -> {build / 'network.net'}",
+    )
     t.add_row("sim vs Lava", f"{mismatches} mismatched spikes of {y_sim.size} (3 samples, T={steps})")
-    t.add_row("deployed accuracy", f"{_pct(ev.get('accuracy'))} on {ev.get('samples', '?')} MNIST test "
-              "samples (fixed point, simulated)")
+    t.add_row(
+        "deployed accuracy",
+        f"{_pct(ev.get('accuracy'))} on {ev.get('samples', '?')} MNIST test "
+        "samples (fixed point, simulated)",
+    )
     t.add_row("prune report", f"{pruned.get('report')}; plots: {', '.join(pruned.get('plots', []))}")
     t.add_row("total time", f"{total:.0f} s")
     console.print(t)

@@ -15,6 +15,7 @@ def _layer_shapes(model) -> dict[str, tuple]:
     shapes: dict[str, tuple] = {}
     hooks = []
     for name, block in named_blocks(model):
+
         def hook(mod, inp, out, name=name):
             shapes[name] = tuple(out.shape[1:-1])
 
@@ -42,21 +43,28 @@ def describe_model(path: str | Path, trust_pickle: bool = False) -> dict:
         conn = f"{int(wm.sum())}/{wm.numel()}" if wm is not None else "-"
         shape = shapes.get(name, ())
         neuron = getattr(block, "neuron", None)
-        layers.append({
-            "name": name, "kind": block.kind, "shape": list(shape), "params": params,
-            "channels_kept": int(cm.sum()) if cm is not None else None,
-            "channels_total": cm.numel() if cm is not None else None,
-            "connections_kept": int(wm.sum()) if wm is not None else None,
-            "connections_total": wm.numel() if wm is not None else None,
-            "neuron": neuron.to_dict() if neuron is not None else None,
-        })
+        layers.append(
+            {
+                "name": name,
+                "kind": block.kind,
+                "shape": list(shape),
+                "params": params,
+                "channels_kept": int(cm.sum()) if cm is not None else None,
+                "channels_total": cm.numel() if cm is not None else None,
+                "connections_kept": int(wm.sum()) if wm is not None else None,
+                "connections_total": wm.numel() if wm is not None else None,
+                "neuron": neuron.to_dict() if neuron is not None else None,
+            }
+        )
         rows.append([name, block.kind, "x".join(map(str, shape)), params, kept, conn])
     meta = header.get("meta", {})
     acc = meta.get("accuracy")
     data = header.get("data", {})
-    summary = (f"{header['arch']['name']} on {data.get('dataset', '?')}, T={data.get('steps', '?')}, "
-               f"{data.get('encoding', '?')} encoding, {total_params} parameters"
-               + (f", accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else ""))
+    summary = (
+        f"{header['arch']['name']} on {data.get('dataset', '?')}, T={data.get('steps', '?')}, "
+        f"{data.get('encoding', '?')} encoding, {total_params} parameters"
+        + (f", accuracy {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "")
+    )
     return {
         "file": str(path),
         "type": "snnc-model",

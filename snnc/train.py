@@ -47,7 +47,7 @@ def pick_device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code that uses the legacy API
     g = torch.Generator()
     g.manual_seed(seed)
     return g
@@ -142,12 +142,20 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNe
     for epoch in range(cfg.epochs):
         te = time.perf_counter()
         with reporter.task(len(x), f"epoch {epoch + 1}/{cfg.epochs}") as advance:
-            loss, acc = run_epoch(model, opt, x, y, cfg.steps, cfg.encoding, cfg.batch_size, gen,
-                                  device, advance)
+            loss, acc = run_epoch(
+                model, opt, x, y, cfg.steps, cfg.encoding, cfg.batch_size, gen, device, advance
+            )
         sched.step()
         val = evaluate(model, *ds.val, cfg.steps, cfg.encoding, seed=cfg.seed)
-        history.append({"epoch": epoch + 1, "loss": loss, "train_acc": acc, "val_acc": val,
-                        "seconds": time.perf_counter() - te})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": loss,
+                "train_acc": acc,
+                "val_acc": val,
+                "seconds": time.perf_counter() - te,
+            }
+        )
     train_seconds = time.perf_counter() - t0
     test_acc = evaluate(model, *ds.test, cfg.steps, cfg.encoding, seed=cfg.seed)
     result = {

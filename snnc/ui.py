@@ -35,8 +35,7 @@ class Reporter:
             tid = progress.add_task(description, total=total, info="")
 
             def advance(n: int = 1, **kv) -> None:
-                info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in kv.items())
+                info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items())
                 progress.update(tid, advance=n, info=info)
 
             yield advance

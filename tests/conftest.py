@@ -20,6 +20,10 @@ def digits_mlp(tmp_path_factory):
     cfg = TrainConfig(dataset="digits", arch="mlp", epochs=15, seed=0)
     model, result = train(cfg)
     path = tmp_path_factory.mktemp("models") / "mlp.pt"
-    checkpoint.save_model(path, model, data_settings("digits", cfg.steps, cfg.encoding),
-                          {"seed": 0, "accuracy": result["test_accuracy"]})
+    checkpoint.save_model(
+        path,
+        model,
+        data_settings("digits", cfg.steps, cfg.encoding),
+        {"seed": 0, "accuracy": result["test_accuracy"]},
+    )
     return path, result

@@ -14,7 +14,10 @@ def run_snnc(*args, timeout: float = 600, env: dict | None = None) -> subprocess
     """Run ``python -m snnc ARGS`` as a separate process (what a user runs)."""
     return subprocess.run(
         [sys.executable, "-m", "snnc", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 

@@ -8,12 +8,11 @@ import pickle
 
 import pytest
 import torch
+from helpers import assert_one_line_error, run_snnc
 
 from snnc import checkpoint
 from snnc.errors import SnncError
 from snnc.nn import build
-
-from helpers import assert_one_line_error, run_snnc
 
 
 def _model():
@@ -59,8 +58,18 @@ def test_malicious_pickle_refused_and_never_runs(tmp_path, command):
     args = {
         "inspect": ["inspect", evil],
         "compile": ["compile", evil, "--target", "sim", "-o", tmp_path / "build"],
-        "prune": ["prune", evil, "--method", "l1", "--sparsity", "0.5", "--epochs", "1",
-                  "-o", tmp_path / "pruned.pt"],
+        "prune": [
+            "prune",
+            evil,
+            "--method",
+            "l1",
+            "--sparsity",
+            "0.5",
+            "--epochs",
+            "1",
+            "-o",
+            tmp_path / "pruned.pt",
+        ],
     }[command]
     proc = run_snnc(*args)
     assert_one_line_error(proc, "pickle")
@@ -105,8 +114,10 @@ def test_tampered_tensor_bytes(tmp_path):
 def test_wrong_format_and_version(tmp_path):
     from safetensors.torch import save_file
 
-    for header, needle in (({"format": "other", "version": 1}, "format"),
-                           ({"format": "snnc-model", "version": 99}, "version")):
+    for header, needle in (
+        ({"format": "other", "version": 1}, "format"),
+        ({"format": "snnc-model", "version": 99}, "version"),
+    ):
         p = tmp_path / "x.pt"
         save_file({"w": torch.zeros(1)}, str(p), metadata={"snnc": json.dumps(header)})
         with pytest.raises(SnncError, match=needle):
@@ -121,8 +132,11 @@ def test_cli_one_line_errors(tmp_path, case):
     if case == "text":
         p.write_text("this is not a model\n")
     elif case == "format":
-        save_file({"w": torch.zeros(1)}, str(p),
-                  metadata={"snnc": json.dumps({"format": "nope", "version": 1})})
+        save_file(
+            {"w": torch.zeros(1)},
+            str(p),
+            metadata={"snnc": json.dumps({"format": "nope", "version": 1})},
+        )
     elif case == "truncated":
         p.write_bytes(_saved(tmp_path).read_bytes()[:100])
     proc = run_snnc("inspect", p)

@@ -9,8 +9,20 @@ from helpers import assert_one_line_error, run_snnc
 
 def test_train_json_and_inspect(tmp_path):
     out = tmp_path / "m.pt"
-    proc = run_snnc("train", "--dataset", "digits", "--arch", "mlp", "--epochs", "2", "--seed", "3",
-                    "--json", "-o", out)
+    proc = run_snnc(
+        "train",
+        "--dataset",
+        "digits",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--json",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["output"] == str(out) and 0 <= result["test_accuracy"] <= 1

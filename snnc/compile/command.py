@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from snnc.errors import SnncError, UsageError
+from snnc.errors import UsageError
 
 TARGETS = ("loihi2", "sim", "onnx", "nir")
 
@@ -80,27 +80,12 @@ def _accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
 
 
 def _emit(graph, target: str, out_dir: Path) -> list[str]:
-    """The target's artifact plus graph.safetensors; a target missing from this build is an
-    error."""
-    files: list[str] = []
-    try:
-        if target == "nir":
-            from snnc.targets.nir import emit_nir
+    """The target's artifact plus graph.safetensors (every build dir can be simulated)."""
+    from snnc.targets import emit
 
-            files += emit_nir(graph, out_dir)
-            target_after = "sim"
-        else:
-            target_after = target
-        from snnc.targets import emit
-
-        files += emit(graph, target_after, out_dir)
-        if target_after != "sim" and "graph.safetensors" not in files:
-            files += emit(graph, "sim", out_dir)
-    except (ModuleNotFoundError, ImportError) as e:
-        raise SnncError(
-            f"target {target} is not available in this build ({e.name or e}); "
-            "choose another --target"
-        ) from None
+    files = emit(graph, target, out_dir)
+    if "graph.safetensors" not in files:
+        files += emit(graph, "sim", out_dir)
     return sorted(set(files))
 
 
@@ -124,13 +109,9 @@ def run_compile(opts: CompileOptions, log=None) -> tuple[dict, list]:
     _check_output_dir(out)
     path = Path(opts.model)
     if not path.exists():
-        raise UsageError(
-            f"{path} does not exist; give a model file (.pt safetensors) or a netx HDF5"
-        )
+        raise UsageError(f"{path} does not exist; give a model file (.pt safetensors) or a netx HDF5")
     if path.is_dir():
-        raise UsageError(
-            f"{path} is a directory; give a model file (.pt safetensors) or a netx HDF5"
-        )
+        raise UsageError(f"{path} is a directory; give a model file (.pt safetensors) or a netx HDF5")
     kind = checkpoint.sniff(path)
     if kind == "hdf5":
         from snnc.targets.loihi2 import read_netx
@@ -139,9 +120,7 @@ def run_compile(opts: CompileOptions, log=None) -> tuple[dict, list]:
         data = dict(DEFAULT_DATA)
         src = {"kind": "netx", "path": str(path)}
         if opts.calib is not None:
-            raise UsageError(
-                "--calib applies to model files only; a netx file is compressed exactly"
-            )
+            raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
     else:
         model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
         source_graph = trace(model)
@@ -199,26 +178,20 @@ def register(cli: click.Group) -> None:
         help="Also remove channels silent on N training samples (lossy).",
     )
     @click.option("--limit", type=int, default=None, help="Use only N test samples for accuracy.")
-    @click.option(
-        "--cores", type=int, default=None, help="Neurocore budget (default 128, one Loihi 2 chip)."
-    )
+    @click.option("--cores", type=int, default=None, help="Neurocore budget (default 128, one Loihi 2 chip).")
     @click.option(
         "--trust-pickle",
         is_flag=True,
         help="Load a PyTorch pickle you made yourself (weights_only=True).",
     )
     @common_options
-    def compile_cmd(
-        model, target, output, dataset, calib, limit, cores, trust_pickle, seed, as_json, quiet
-    ):
+    def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickle, seed, as_json, quiet):
         """Compile MODEL (model file or netx HDF5) for a target into BUILD_DIR."""
         from snnc.ui import console, table
 
         if dataset is not None and dataset not in ("digits", "mnist"):
             raise UsageError(f"unknown dataset {dataset!r}; choose digits or mnist")
-        opts = CompileOptions(
-            model, target, output, dataset, calib, limit, seed, cores, trust_pickle
-        )
+        opts = CompileOptions(model, target, output, dataset, calib, limit, seed, cores, trust_pickle)
         log = None if (quiet or as_json) else (lambda line: console.print(line, highlight=False))
         report, (cols, rows) = run_compile(opts, log)
         if as_json:

@@ -213,7 +213,7 @@ class Graph:
     @classmethod
     def from_list(cls, nodes: list[Node], meta: dict | None = None) -> Graph:
         """A sequential graph: each node feeds the next."""
-        edges = [(a.name, b.name) for a, b in zip(nodes[:-1], nodes[1:])]
+        edges = [(a.name, b.name) for a, b in zip(nodes[:-1], nodes[1:], strict=False)]
         return cls({n.name: n for n in nodes}, tuple(edges), dict(meta or {}))
 
     # -- structure ---------------------------------------------------------------------------
@@ -316,8 +316,7 @@ class Graph:
         for name, node in self.nodes.items():
             w = getattr(node, "weight", None)
             params = int(np.size(w)) if isinstance(w, np.ndarray) else 0
-            rows.append({"name": name, "kind": node.kind, "shape": list(shapes[name]),
-                         "params": params})
+            rows.append({"name": name, "kind": node.kind, "shape": list(shapes[name]), "params": params})
         return rows
 
 
@@ -333,8 +332,10 @@ def _out_shape(node: Node, s: tuple[int, ...], src: str) -> tuple[int, ...]:
         return (int(np.prod(s)),)
     if isinstance(node, Dense):
         if s != (node.weight.shape[1],):
-            raise GraphError(f"{src}.output {s} -> {name}.input {node.weight.shape[1]}: "
-                             f"expected {(node.weight.shape[1],)}")
+            raise GraphError(
+                f"{src}.output {s} -> {name}.input {node.weight.shape[1]}: "
+                f"expected {(node.weight.shape[1],)}"
+            )
         return (node.weight.shape[0],)
     if isinstance(node, (Conv, Pool)):
         if len(s) != 3:

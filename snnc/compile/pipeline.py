@@ -54,11 +54,7 @@ def compile_graph(
 ) -> Compiled:
     """Run the passes on a graph of either precision; ``accuracy_fn(source, final)`` adds
     accuracy."""
-    dead = (
-        functools.partial(remove_dead, calibration=calibration)
-        if calibration is not None
-        else remove_dead
-    )
+    dead = functools.partial(remove_dead, calibration=calibration) if calibration is not None else remove_dead
     pruned = run_passes(graph, [fold_bn, dead], log)
     mapper = functools.partial(map_cores, limits=target_limits or CoreLimits())
     final = run_passes(pruned, [quantize, mapper], log)

@@ -147,9 +147,7 @@ def _type_ok(value: Any, t: str) -> bool:
     if t == "integer":
         return isinstance(value, int | np.integer) and not isinstance(value, bool)
     if t == "number":
-        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-            value, bool
-        )
+        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     return isinstance(value, _TYPES[t])
 
 

@@ -74,10 +74,15 @@ def _synaptic(name: str, block: B.SpikingBlock, extra_mask: np.ndarray | None = 
     if isinstance(block, B.Dense):
         return ir.Dense(name, weight=weight, neuron=neuron, bn=bn, meta=meta)
     if isinstance(block, B.Conv):
+        stride = block.stride
+        if block.pool > 1:
+            # conv + sum-pool of the current is one conv of kernel k + pool - 1, stride pool (exact).
+            weight = B.conv_pool_weight(weight, block.pool)
+            stride = block.pool
         return ir.Conv(
             name,
             weight=weight,
-            stride=block.stride,
+            stride=stride,
             padding=block.padding,
             dilation=block.dilation,
             groups=block.groups,

@@ -55,7 +55,7 @@ def _stratified_split(y: np.ndarray, fractions=(0.6, 0.2, 0.2)) -> tuple[np.ndar
         idx = rng.permutation(np.flatnonzero(y == label))
         a = int(round(fractions[0] * len(idx)))
         b = a + int(round(fractions[1] * len(idx)))
-        for part, chunk in zip(parts, (idx[:a], idx[a:b], idx[b:])):
+        for part, chunk in zip(parts, (idx[:a], idx[a:b], idx[b:]), strict=False):
             part.extend(chunk.tolist())
     return tuple(np.sort(np.array(p)) for p in parts)
 
@@ -122,7 +122,9 @@ def load(name: str) -> Dataset:
 
 
 def encode(
-    x: torch.Tensor | np.ndarray, steps: int, encoding: str = "rate",
+    x: torch.Tensor | np.ndarray,
+    steps: int,
+    encoding: str = "rate",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Images ``(N, *shape)`` in [0, 1] -> binary spikes ``(N, *shape, T)`` float32.
@@ -147,9 +149,7 @@ def encode(
     raise UsageError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
 
 
-def batches(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, generator: torch.Generator | None
-):
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, generator: torch.Generator | None):
     """Yield ``(x_batch, y_batch)`` torch tensors; the order comes from ``generator`` when shuffling."""
     n = len(x)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)

@@ -5,7 +5,20 @@ from snnc.nn.neuron import DECAY_UNITY, NeuronParams, cuba_lif, delay_one_step, 
 from snnc.nn.zoo import ZOO, SpikingNet, build, named_blocks, prunable_blocks
 
 __all__ = [
-    "Conv", "DECAY_UNITY", "Dense", "Flatten", "NeuronParams", "Pool", "Residual", "SpikingNet",
-    "VoltageBiasBatchNorm", "ZOO", "build", "cuba_lif", "delay_one_step", "named_blocks",
-    "prunable_blocks", "spike_fn",
+    "Conv",
+    "DECAY_UNITY",
+    "Dense",
+    "Flatten",
+    "NeuronParams",
+    "Pool",
+    "Residual",
+    "SpikingNet",
+    "VoltageBiasBatchNorm",
+    "ZOO",
+    "build",
+    "cuba_lif",
+    "delay_one_step",
+    "named_blocks",
+    "prunable_blocks",
+    "spike_fn",
 ]

@@ -204,8 +204,9 @@ class Conv(SpikingBlock):
 def conv_pool_weight(weight, pool: int):
     """Kernel of the single conv equal to ``sum_pool(conv(x, weight), pool)`` (stride ``pool``).
 
-    ``weight`` ``(C_out, C_in/g, k, k)`` (numpy or torch) -> ``(C_out, C_in/g, k+pool-1, k+pool-1)``: the sum of
-    ``weight`` shifted over the ``pool x pool`` window. Exact: output sizes and receptive fields coincide.
+    ``weight`` ``(C_out, C_in/g, k, k)`` (numpy or torch) -> ``(C_out, C_in/g, k+pool-1, k+pool-1)``:
+    the sum of ``weight`` shifted over the ``pool x pool`` window.
+    Exact: output sizes and receptive fields coincide.
     """
     import numpy as np
 
@@ -233,7 +234,10 @@ class Pool(nn.Module):
     kind = "pool"
 
     def __init__(
-        self, kernel_size: int = 2, stride: int | None = None, weight: float = 1.0,
+        self,
+        kernel_size: int = 2,
+        stride: int | None = None,
+        weight: float = 1.0,
         neuron: NeuronParams | None = None,
     ) -> None:
         super().__init__()

@@ -52,8 +52,10 @@ class NeuronParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> NeuronParams:
-        return cls(**{k: d[k] for k in ("threshold", "current_decay", "voltage_decay") if k in d},
-                   **({"surrogate_slope": d["surrogate_slope"]} if "surrogate_slope" in d else {}))
+        return cls(
+            **{k: d[k] for k in ("threshold", "current_decay", "voltage_decay") if k in d},
+            **({"surrogate_slope": d["surrogate_slope"]} if "surrogate_slope" in d else {}),
+        )
 
 
 class _SpikeFn(torch.autograd.Function):

@@ -70,7 +70,7 @@ def mlp(config: dict) -> list[nn.Module]:
     neuron = _neuron(config)
     sizes = [int(torch.tensor(config["input_shape"]).prod())] + list(config.get("hidden", [128]))
     blocks: list[nn.Module] = [Flatten()]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         blocks.append(Dense(a, b, neuron))
     blocks.append(Dense(sizes[-1], config["num_classes"], neuron))
     return blocks

@@ -25,9 +25,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command(context_settings=CONTEXT)
     @click.argument("model", type=click.Path())
-    @click.option(
-        "--method", required=True, help="sca, criticality, relief, switcher, l1 or random."
-    )
+    @click.option("--method", required=True, help="sca, criticality, relief, switcher, l1 or random.")
     @click.option(
         "--sparsity",
         type=float,
@@ -44,9 +42,7 @@ def register(cli: click.Group) -> None:
         default=None,
         help="Time steps (default: the model file's).",
     )
-    @click.option(
-        "--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True
-    )
+    @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
     @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
     @click.option(
         "--train-limit",
@@ -116,9 +112,7 @@ def register(cli: click.Group) -> None:
         from snnc.train import data_settings
 
         if method not in METHODS:
-            raise UsageError(
-                f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}"
-            )
+            raise UsageError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 <= sparsity < 1.0:
             raise UsageError(f"--sparsity must be in [0, 1), got {sparsity}")
         if epochs < 1:
@@ -179,9 +173,7 @@ def register(cli: click.Group) -> None:
                     "config": cfg.to_dict(),
                 },
             )
-            checkpoint.save_model(
-                out, net, data_settings(cfg.dataset, cfg.steps, cfg.encoding), meta
-            )
+            checkpoint.save_model(out, net, data_settings(cfg.dataset, cfg.steps, cfg.encoding), meta)
             if plot_dir:
                 from snnc.prune.plots import save_plots
 

@@ -117,9 +117,7 @@ def channel_counts(model: SpikingNet) -> tuple[int, int]:
     return kept, total
 
 
-def connection_counts(
-    model: SpikingNet, kinds: tuple[type, ...] = (Conv, Dense)
-) -> tuple[int, int]:
+def connection_counts(model: SpikingNet, kinds: tuple[type, ...] = (Conv, Dense)) -> tuple[int, int]:
     """(kept, total) weights over the conv/dense blocks (a masked channel's weights count as
     pruned)."""
     kept = total = 0

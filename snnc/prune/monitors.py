@@ -103,9 +103,7 @@ class ActivityMonitor:
             self._add(name, "vabs", _per_channel(v.abs()))
         if "crit" in self.stats or "shadow" in self.stats:
             theta = float(block.neuron.threshold)
-            self._add(
-                name, "crit", _per_channel(criticality(v, theta, block.neuron.surrogate_slope))
-            )
+            self._add(name, "crit", _per_channel(criticality(v, theta, block.neuron.surrogate_slope)))
         if "shadow" in self.stats and "shadow" not in self.sums[name]:
             # Only the window's first batch: the would-be voltage of pruned channels needs the
             # synapse recomputed, and regrowth needs a ranking, not a precise mean (keeps

@@ -51,9 +51,7 @@ def save_plots(report: dict, out_dir: str | Path) -> list[Path]:
 
     act = report["activity"]
     names = [n for n, v in act["before"].items() if v]
-    fig, axes = plt.subplots(
-        1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 3), squeeze=False
-    )
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 3), squeeze=False)
     for a, n in zip(axes[0], names, strict=False):
         a.hist(act["before"][n], bins=20, alpha=0.6, label="before")
         a.hist(act["after"][n] or [], bins=20, alpha=0.6, label="after")

@@ -180,9 +180,7 @@ def relief_bias(block: SpikingBlock) -> torch.Tensor:
     return b.abs().double()
 
 
-def relief_shares(
-    contrib: torch.Tensor, samples: float, bias: torch.Tensor, out_hw: int = 1
-) -> torch.Tensor:
+def relief_shares(contrib: torch.Tensor, samples: float, bias: torch.Tensor, out_hw: int = 1) -> torch.Tensor:
     """NNrelief importance (Dekhovich et al. 2021, arXiv:2109.10795, eq. 1 and sec. 3.2)::
 
         s_ij = mean_n c_nij / (sum_k mean_n c_nkj + |b_j| * sqrt(h * w))
@@ -240,7 +238,5 @@ def select_connections(
     out = {}
     for name, b in blocks.items():
         m = new[name].to(b.weight_mask.dtype)
-        out[name] = (
-            m.view(*m.shape, 1, 1).expand_as(b.weight_mask).clone() if isinstance(b, Conv) else m
-        )
+        out[name] = m.view(*m.shape, 1, 1).expand_as(b.weight_mask).clone() if isinstance(b, Conv) else m
     return out

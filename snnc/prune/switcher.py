@@ -50,9 +50,7 @@ def straight_through(p: torch.Tensor) -> torch.Tensor:
     return hard + p - p.detach()
 
 
-def switcher_masks(
-    switcher: Switcher, blocks: dict[str, Dense], n_pruned: int
-) -> dict[str, torch.Tensor]:
+def switcher_masks(switcher: Switcher, blocks: dict[str, Dense], n_pruned: int) -> dict[str, torch.Tensor]:
     """Masks keeping the connections with the highest switch probability so that ``n_pruned`` FC
     weights are pruned in total; every neuron keeps its most-switched-on input."""
     with torch.no_grad():

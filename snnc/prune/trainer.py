@@ -81,9 +81,7 @@ class PruneConfig:
 def validate(cfg: PruneConfig, model: SpikingNet) -> None:
     """One-line errors for settings the method cannot run with."""
     if cfg.method not in METHODS:
-        raise UsageError(
-            f"unknown pruning method {cfg.method!r}; choose one of {', '.join(METHODS)}"
-        )
+        raise UsageError(f"unknown pruning method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if not (0.0 <= cfg.sparsity < 1.0) or math.isnan(cfg.sparsity):
         raise UsageError(f"--sparsity must be in [0, 1), got {cfg.sparsity}")
     if cfg.epochs < 1:
@@ -94,9 +92,7 @@ def validate(cfg: PruneConfig, model: SpikingNet) -> None:
             f"({model.arch['name']}) has no conv layers; use --method relief or switcher"
         )
     if cfg.method == "switcher" and not M.connection_targets(model, (Dense,)):
-        raise UsageError(
-            "method 'switcher' prunes FC connections but the model has no dense layers"
-        )
+        raise UsageError("method 'switcher' prunes FC connections but the model has no dense layers")
     if tuple(model.input_shape) != tuple(D.load(cfg.dataset).input_shape):
         raise UsageError(
             f"model input shape {tuple(model.input_shape)} does not match dataset "
@@ -190,9 +186,7 @@ def _prune_event(
             score = S.l1_scores(blocks)
         else:
             score = S.random_scores(blocks, _gen(cfg.seed, 7, epoch))
-        floor = {
-            k: max(1, math.ceil(cfg.min_keep_fraction * b.out_channels)) for k, b in blocks.items()
-        }
+        floor = {k: max(1, math.ceil(cfg.min_keep_fraction * b.out_channels)) for k, b in blocks.items()}
         new, revived = S.select_channels_per_layer(
             current, score, n_pruned, regrow, sched.regen(epoch) if regrow else 0.0, floor
         )
@@ -306,14 +300,9 @@ def load_resume(path: Path, cfg: PruneConfig, base_digest: str) -> tuple[dict, d
             f"{path}: resume checkpoint is corrupt ({type(e).__name__}); delete it and "
             "rerun without --resume"
         ) from None
-    if header.get("format") != RESUME_FORMAT or header.get("sha256") != checkpoint.tensor_digest(
-        tensors
-    ):
+    if header.get("format") != RESUME_FORMAT or header.get("sha256") != checkpoint.tensor_digest(tensors):
         raise SnncError(f"{path}: not a valid prune resume checkpoint; delete it and rerun")
-    if (
-        header.get("config") != json.loads(json.dumps(cfg.to_dict()))
-        or header.get("base") != base_digest
-    ):
+    if header.get("config") != json.loads(json.dumps(cfg.to_dict())) or header.get("base") != base_digest:
         raise UsageError(
             f"{path}: checkpoint was written with other settings or another model; "
             "rerun with the same options, or delete it to start over"
@@ -372,15 +361,9 @@ def prune(
     x, y = ds.train
     if cfg.train_limit:
         x, y = x[: cfg.train_limit], y[: cfg.train_limit]
-    xv, yv = (
-        ds.val
-        if cfg.val_limit is None
-        else (ds.val[0][: cfg.val_limit], ds.val[1][: cfg.val_limit])
-    )
+    xv, yv = ds.val if cfg.val_limit is None else (ds.val[0][: cfg.val_limit], ds.val[1][: cfg.val_limit])
     xt, yt = (
-        ds.test
-        if cfg.test_limit is None
-        else (ds.test[0][: cfg.test_limit], ds.test[1][: cfg.test_limit])
+        ds.test if cfg.test_limit is None else (ds.test[0][: cfg.test_limit], ds.test[1][: cfg.test_limit])
     )
     sched = Schedule(cfg.epochs, cfg.sparsity, cfg.prune_fraction, cfg.regen_fraction)
     torch.manual_seed(cfg.seed)
@@ -399,9 +382,7 @@ def prune(
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_opt("opt", opt, tensors, header["opt"])
         if switcher is not None:
-            switcher.load_state_dict(
-                {k[9:]: v for k, v in tensors.items() if k.startswith("switcher.")}
-            )
+            switcher.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("switcher.")})
             _load_opt("swopt", sw_opt, tensors, header["swopt"])
         torch.set_rng_state(tensors["rng.torch"])
         st.epoch, st.history = header["epoch"], header["history"]
@@ -485,9 +466,7 @@ def prune(
                 "revived": log.get("revived", []),
                 "train_seconds": train_time,
                 "scoring_seconds": score_time,
-                "channels_kept": {
-                    k: int(b.channel_mask.sum()) for k, b in M.channel_targets(model)
-                },
+                "channels_kept": {k: int(b.channel_mask.sum()) for k, b in M.channel_targets(model)},
             }
         )
         st.epoch = epoch + 1
@@ -524,9 +503,7 @@ def prune(
         "accuracy_after": acc,
         "synops_before": before_ops["total"],
         "synops_after": after_ops["total"],
-        "synops_reduction": before_ops["total"] / after_ops["total"]
-        if after_ops["total"]
-        else None,
+        "synops_reduction": before_ops["total"] / after_ops["total"] if after_ops["total"] else None,
         "params_before": st.before["connections"][0],
         "params_after": ckept,
         "scoring_seconds": st.scoring_seconds,

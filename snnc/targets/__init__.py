@@ -6,9 +6,8 @@ atomic):
 - ``"loihi2"``: ``network.net`` (netx HDF5, when the graph is sequential), ``graph.safetensors`` and
 ``run_loihi2.py``, a standalone script that builds the Lava processes and runs them;
 - ``"sim"``: ``graph.safetensors`` for ``snnc simulate``;
-- ``"onnx"``: ``model.onnx`` (one step with state in/out) and ``graph.safetensors``.
-
-``"nir"`` lives in :mod:`snnc.targets.nir`.
+- ``"onnx"``: ``model.onnx`` (one step with state in/out) and ``graph.safetensors``;
+- ``"nir"``: ``network.nir`` (:mod:`snnc.targets.nir`) and ``graph.safetensors``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from pathlib import Path
 from snnc.compile.ir import Graph
 from snnc.errors import SnncError
 
-TARGETS = ("loihi2", "sim", "onnx")
+TARGETS = ("loihi2", "sim", "onnx", "nir")
 RUNNER_FILE = "run_loihi2.py"
 
 
@@ -60,8 +59,14 @@ def emit(graph: Graph, target: str, out_dir: str | os.PathLike) -> list[str]:
         export_onnx(graph, out / ONNX_FILE)
         save_graph(graph, out / GRAPH_FILE)
         files += [ONNX_FILE, GRAPH_FILE]
+    elif target == "nir":
+        from snnc.targets.nir import emit_nir
+
+        files += emit_nir(graph, out)
+        save_graph(graph, out / GRAPH_FILE)
+        files.append(GRAPH_FILE)
     else:
-        raise SnncError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)} (or nir)")
+        raise SnncError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     return files
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from snnc.errors import SnncError, UsageError
+from snnc.errors import UsageError
 
 BACKENDS = ("sim", "lava", "onnx")
 
@@ -29,9 +29,7 @@ def load_spikes(path: str | Path) -> np.ndarray:
     """Read ``X.npy`` (no pickle), integer or bool dtype only, else one-line :class:`UsageError`."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(
-            f"input file {path} does not exist; give an .npy array (N, *input_shape, T)"
-        )
+        raise UsageError(f"input file {path} does not exist; give an .npy array (N, *input_shape, T)")
     try:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -110,9 +108,7 @@ def _read_report_data(path: Path) -> dict:
     try:
         data = json.loads(rep.read_text()).get("data") or {}
     except (ValueError, AttributeError):
-        raise UsageError(
-            f"{rep} is not valid JSON; re-create the build with snnc compile"
-        ) from None
+        raise UsageError(f"{rep} is not valid JSON; re-create the build with snnc compile") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -154,9 +150,7 @@ def run_evaluate(
 
     path = Path(target)
     if not path.exists():
-        raise UsageError(
-            f"{path} does not exist; give a model file, a build directory or a .net file"
-        )
+        raise UsageError(f"{path} does not exist; give a model file, a build directory or a .net file")
     model = header = graph = None
     if _is_model_file(path):
         from snnc import checkpoint
@@ -166,9 +160,7 @@ def run_evaluate(
         kind = "model"
     else:
         if backend == "torch":
-            raise UsageError(
-                "--backend torch needs a model file; a build or .net file runs on sim or lava"
-            )
+            raise UsageError("--backend torch needs a model file; a build or .net file runs on sim or lava")
         from snnc.targets.graphfile import load_net
 
         graph = load_net(path)
@@ -180,13 +172,8 @@ def run_evaluate(
     steps = int(steps or settings.get("steps") or 16)
     encoding = encoding or settings.get("encoding") or "rate"
     if model is not None and backend != "torch":
-        try:
-            from snnc.compile.pipeline import compile_model
-        except ImportError:
-            raise SnncError(
-                "compiling a model in memory is not available in this build; run snnc "
-                "compile first and evaluate the build directory"
-            ) from None
+        from snnc.compile.pipeline import compile_model
+
         graph, _ = compile_model(model, header, path=str(path))
     ds = D.load(dataset)
     x, y = ds.test
@@ -292,9 +279,7 @@ def register(cli: click.Group) -> None:
         default=None,
         help="Dataset (default: the one the file records).",
     )
-    @click.option(
-        "--backend", type=click.Choice(["sim", "lava", "torch"]), default="sim", show_default=True
-    )
+    @click.option("--backend", type=click.Choice(["sim", "lava", "torch"]), default="sim", show_default=True)
     @click.option(
         "--limit",
         type=click.IntRange(min=1),
@@ -316,9 +301,7 @@ def register(cli: click.Group) -> None:
     )
     @click.option("--trust-pickle", is_flag=True, help="Load a PyTorch pickle you made yourself.")
     @common_options
-    def evaluate(
-        target, dataset, backend, limit, steps, encoding, trust_pickle, seed, as_json, quiet
-    ):
+    def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, seed, as_json, quiet):
         """Accuracy by output spike count on the test split (sim, Lava, or the torch model)."""
         rep = reporter(quiet, as_json)
         with rep.task(limit or 0, f"evaluate ({backend})") as advance:

@@ -124,9 +124,7 @@ def load_graph(path: str | os.PathLike) -> Graph:
 
     path = Path(path)
     if not path.is_file():
-        raise UsageError(
-            f"{path} does not exist; give a build directory or a graph.safetensors file"
-        )
+        raise UsageError(f"{path} does not exist; give a build directory or a graph.safetensors file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
@@ -173,10 +171,7 @@ def _node_from(d: dict, tensors: dict):
         kw["weight_exp"] = int(d.get("weight_exp", 0))
         if "bn_eps" in d:
             kw["bn"] = BatchNorm(
-                *(
-                    tensors[f"{name}.bn.{f}"]
-                    for f in ("weight", "bias", "running_mean", "running_var")
-                ),
+                *(tensors[f"{name}.bn.{f}"] for f in ("weight", "bias", "running_mean", "running_var")),
                 eps=float(d["bn_eps"]),
             )
     if kind == "conv":
@@ -211,17 +206,14 @@ def load_net(path: str | os.PathLike) -> Graph:
     path = Path(path)
     if not path.exists():
         raise UsageError(
-            f"{path} does not exist; give a build directory (snnc compile -o) or a netx "
-            ".net file"
+            f"{path} does not exist; give a build directory (snnc compile -o) or a netx " ".net file"
         )
     if path.is_dir():
         if (path / GRAPH_FILE).is_file():
             return load_graph(path / GRAPH_FILE)
         if (path / NETX_FILE).is_file():
             return read_netx(path / NETX_FILE)
-        raise UsageError(
-            f"{path} holds neither {GRAPH_FILE} nor {NETX_FILE}; run snnc compile first"
-        )
+        raise UsageError(f"{path} holds neither {GRAPH_FILE} nor {NETX_FILE}; run snnc compile first")
     kind = sniff(path)
     if kind == "hdf5":
         return read_netx(path)

@@ -60,9 +60,7 @@ def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]
     w = np.asarray(weight).astype(np.int64)
     wmax, wmin = int(w.max()), int(w.min())
     if wmax == 0 and wmin == 0:
-        raise SnncError(
-            "all-zero dense weights: netx crashes on them (OverflowError); remove the layer"
-        )
+        raise SnncError("all-zero dense weights: netx crashes on them (OverflowError); remove the layer")
     if wmax > 254 and wmin < 0:
         w = np.clip(w, -256, 254)
         wmax = int(w.max())
@@ -168,9 +166,7 @@ def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
                 "key 'neuron/type')"
             )
         if "messageBits" in ng:
-            raise UsageError(
-                f"{where}: key 'neuron/messageBits' makes netx fail to build; remove it"
-            )
+            raise UsageError(f"{where}: key 'neuron/messageBits' makes netx fail to build; remove it")
         params = {}
         for key in ("iDecay", "vDecay", "vThMant"):
             if key not in ng:
@@ -251,9 +247,7 @@ def read_netx(path: str | os.PathLike) -> Graph:
         if not nodes or isinstance(nodes[0], Input) and len(nodes) == 1:
             raise UsageError(f"{path}: no synaptic layer found")
     if not isinstance(nodes[0], Input):
-        raise UsageError(
-            f"{path}: layer 0: network input shape unknown; add an input layer with 'shape'"
-        )
+        raise UsageError(f"{path}: layer 0: network input shape unknown; add an input layer with 'shape'")
     nodes.append(Output("output"))
     graph = Graph.from_list(nodes, meta={"precision": "fixed", "source": str(path)})
     try:
@@ -267,9 +261,7 @@ def _check_shape(grp, where: str, got: tuple[int, ...]) -> None:
     if "shape" in grp:
         want = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
         if int(np.prod(want)) != int(np.prod(got)):
-            raise UsageError(
-                f"{where}: key 'shape' {list(want)} does not match the layer output {list(got)}"
-            )
+            raise UsageError(f"{where}: key 'shape' {list(want)} does not match the layer output {list(got)}")
 
 
 def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
@@ -300,9 +292,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
             key = "weight/real" if "weight" in grp and "real" in grp["weight"] else "weight"
             raise UsageError(f"{where}: missing key '{key}'")
         if hasattr(grp["weight"], "keys"):
-            raise UsageError(
-                f"{where}: complex weights ('weight/real', 'weight/imag') are not supported"
-            )
+            raise UsageError(f"{where}: complex weights ('weight/real', 'weight/imag') are not supported")
         w = np.asarray(grp["weight"][()])
         if w.ndim == 1:
             w = w.reshape(int(np.asarray(grp["shape"][()]).reshape(-1)[0]), -1)
@@ -317,20 +307,14 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
             raise UsageError(f"{where}: key 'weight': {e}") from None
         neuron = _broadcast_bias(_read_neuron(grp, where, default=_NETX_DEFAULT_NEURON), w.shape[0])
         if neuron.bias is not None and neuron.bias.shape != (w.shape[0],):
-            raise UsageError(
-                f"{where}: key 'bias' has {neuron.bias.size} values for {w.shape[0]} neurons"
-            )
+            raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {w.shape[0]} neurons")
         if shape is None:
             shape = (w.shape[1],)
             nodes.append(Input("input", shape=shape))
         elif len(shape) != 1:
-            raise UsageError(
-                f"{where}: dense after a {len(shape)}-D layer needs a flatten layer before it"
-            )
+            raise UsageError(f"{where}: dense after a {len(shape)}-D layer needs a flatten layer before it")
         if shape != (w.shape[1],):
-            raise UsageError(
-                f"{where}: key 'weight' has {w.shape[1]} inputs, previous layer has {shape[0]}"
-            )
+            raise UsageError(f"{where}: key 'weight' has {w.shape[1]} inputs, previous layer has {shape[0]}")
         node = Dense(f"dense{i}", weight=stored, weight_exp=exp, neuron=neuron)
         out = (w.shape[0],)
         _check_shape(grp, where, out)
@@ -342,9 +326,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
                 "before the first conv"
             )
         if len(shape) != 3:
-            raise UsageError(
-                f"{where}: {kind} needs a (C, H, W) input, previous layer gives {shape}"
-            )
+            raise UsageError(f"{where}: {kind} needs a (C, H, W) input, previous layer gives {shape}")
         stride = _pair_of(grp, "stride", where, 1)
         padding = _pair_of(grp, "padding", where, 0)
         dilation = _pair_of(grp, "dilation", where, 1)
@@ -359,9 +341,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
                 raise UsageError(f"{where}: missing key 'kernelSize'")
             if padding != (0, 0) or dilation != (1, 1):
                 raise UsageError(f"{where}: pool with padding or dilation is not supported")
-            node = Pool(
-                f"pool{i}", kernel=ksz, stride=stride, weight=float(int(tap[0])), neuron=neuron
-            )
+            node = Pool(f"pool{i}", kernel=ksz, stride=stride, weight=float(int(tap[0])), neuron=neuron)
         else:
             if "weight" not in grp:
                 raise UsageError(f"{where}: missing key 'weight'")
@@ -370,8 +350,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
                 w = w[..., 0]
             if w.ndim != 4:
                 raise UsageError(
-                    f"{where}: key 'weight' must be (C_out, C_in/groups, kH, kW), "
-                    f"got shape {w.shape}"
+                    f"{where}: key 'weight' must be (C_out, C_in/groups, kH, kW), " f"got shape {w.shape}"
                 )
             groups = int(np.asarray(grp["groups"][()]).reshape(-1)[0]) if "groups" in grp else 1
             node = Conv(
@@ -388,9 +367,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
         except GraphError as e:
             raise UsageError(f"{where}: {e}") from None
         if neuron.bias is not None and neuron.bias.size != out[0]:
-            raise UsageError(
-                f"{where}: key 'bias' has {neuron.bias.size} values for {out[0]} channels"
-            )
+            raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {out[0]} channels")
         _check_shape(grp, where, out)
         return node, out
     raise UsageError(f"{where}: unknown layer type {kind!r} (key 'type')")
@@ -400,18 +377,14 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
 def _effective_int(node, what: str) -> np.ndarray:
     w = np.asarray(node.weight, dtype=np.float64) * 2.0 ** int(getattr(node, "weight_exp", 0))
     if not np.all(w == np.round(w)):
-        raise SnncError(
-            f"{node.name}: {what} weights are not integers after weight_exp; quantize first"
-        )
+        raise SnncError(f"{node.name}: {what} weights are not integers after weight_exp; quantize first")
     return w.astype(np.int64)
 
 
 def _write_neuron(g, neuron: CubaLIF, name: str) -> None:
     thr = neuron.threshold
     if thr != int(thr) or thr < 0:
-        raise SnncError(
-            f"{name}: threshold {thr} is not a non-negative integer mantissa; quantize first"
-        )
+        raise SnncError(f"{name}: threshold {thr} is not a non-negative integer mantissa; quantize first")
     # netx passes du = iDecay - 1 (§1.4): iDecay 0 (no current decay) gives du = -1, which Lava's
     # CPU model computes as intended but a 12-bit hardware register cannot hold.
     g.create_dataset("neuron/type", data="CUBA")
@@ -437,9 +410,7 @@ def _type(g, kind: str) -> None:
 def check_netx_expressible(graph: Graph) -> None:
     """Raise :class:`SnncError` unless ``graph`` can be a netx file (fixed and sequential)."""
     if graph.precision != "fixed":
-        raise SnncError(
-            "the loihi2 target needs a fixed-point graph; run quantize (snnc compile) first"
-        )
+        raise SnncError("the loihi2 target needs a fixed-point graph; run quantize (snnc compile) first")
     if any(isinstance(n, Add) for n in graph.nodes.values()) or not graph.is_sequential():
         raise SnncError(
             "netx files are sequential: this graph has residual Add nodes; use graph.safetensors "
@@ -502,9 +473,7 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
                 c = prev_shape[0]
                 w = np.full((c, 1, *node.kernel), float(node.weight))
                 if w.flat[0] != round(w.flat[0]):
-                    raise SnncError(
-                        f"{name}: pool weight {node.weight} is not an integer; quantize first"
-                    )
+                    raise SnncError(f"{name}: pool weight {node.weight} is not an integer; quantize first")
                 conv = {"stride": node.stride, "padding": (0, 0), "dilation": (1, 1), "groups": c}
             else:
                 w = _effective_int(node, "conv")
@@ -514,9 +483,7 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
                     "dilation": node.dilation,
                     "groups": node.groups,
                 }
-            layers.append(
-                ("conv", {"node": node, "weight": np.asarray(w), "shape": shapes[name], **conv})
-            )
+            layers.append(("conv", {"node": node, "weight": np.asarray(w), "shape": shapes[name], **conv}))
         else:
             raise SnncError(f"{name}: {node.kind} nodes cannot be written to netx")
         prev_shape = shapes[name]
@@ -657,8 +624,19 @@ def _netx_file(graph_or_path):
         yield str(graph_or_path)
 
 
+def _import_netx():
+    """Import lava-dl's netx with stdout silenced: importing lava.lib.dl prints a warning about an
+    optional dataset toolbox to stdout, which would corrupt ``--json`` output."""
+    import contextlib
+    import io as _io
+
+    with contextlib.redirect_stdout(_io.StringIO()):
+        from lava.lib.dl import netx
+    return netx
+
+
 def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
-    from lava.lib.dl import netx
+    netx = _import_netx()
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc import io
 

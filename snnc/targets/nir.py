@@ -47,9 +47,7 @@ def _decay(tau: float) -> int:
         return 0
     d = 4096.0 / tau
     if abs(d - round(d)) > 1e-6 * max(1.0, d) or not 0 <= round(d) <= 4096:
-        raise UsageError(
-            f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)"
-        )
+        raise UsageError(f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)")
     return int(round(d))
 
 
@@ -107,9 +105,7 @@ def to_nir(graph: ir.Graph):
             tail[name] = lif
             continue
         if getattr(node, "bn", None) is not None:
-            raise SnncError(
-                f"{name}: NIR has no voltage-bias batch-norm; run fold_bn before export"
-            )
+            raise SnncError(f"{name}: NIR has no voltage-bias batch-norm; run fold_bn before export")
         meta = {"weight_exp": int(getattr(node, "weight_exp", 0))}
         tap = 1.0
         if isinstance(node, ir.Dense):
@@ -168,16 +164,12 @@ def _from_lif(n) -> tuple[ir.CubaLIF, float]:
     gain_m = 1.0 if np.isinf(tm) else tm
     tap = _scalar(n.w_in) / gain_s
     if abs(_scalar(n.r) - gain_m) > 1e-9 * gain_m:
-        raise UsageError(
-            "NIR CubaLIF r differs from tau_mem; only Loihi-style neurons are supported"
-        )
+        raise UsageError("NIR CubaLIF r differs from tau_mem; only Loihi-style neurons are supported")
     lk = np.asarray(n.v_leak, np.float64)
     bias = (lk.reshape(lk.shape[0], -1)[:, 0] if lk.ndim > 1 else lk) / gain_m
     has_bias = bool(np.asarray((n.metadata or {}).get("has_bias", np.any(bias != 0))))
     thr = _scalar(n.v_threshold)
-    return ir.CubaLIF(
-        threshold=thr, current_decay=cd, voltage_decay=vd, bias=bias if has_bias else None
-    ), tap
+    return ir.CubaLIF(threshold=thr, current_decay=cd, voltage_decay=vd, bias=bias if has_bias else None), tap
 
 
 def from_nir(g) -> ir.Graph:
@@ -261,9 +253,7 @@ def from_nir(g) -> ir.Graph:
         owner[name] = nodes[-1].name
         if name in lif_of:
             owner[lif_of[name]] = nodes[-1].name
-    graph = ir.Graph(
-        {n.name: n for n in nodes}, tuple(edges), {"precision": precision, "source": "nir"}
-    )
+    graph = ir.Graph({n.name: n for n in nodes}, tuple(edges), {"precision": precision, "source": "nir"})
     return graph.verify()
 
 

@@ -113,9 +113,7 @@ def build_step_model(graph: Graph):
                 continue
         vals[name] = _neuron(b, node, a_in, shapes[name], fixed, inputs, outputs, vi)
     y = b.op("Identity", [vals[graph.output.name]])
-    out_infos = [
-        helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", *shapes[graph.output.name]])
-    ]
+    out_infos = [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", *shapes[graph.output.name]])]
     b.nodes.append(helper.make_node("Identity", [y], ["y"]))
     for state, val in outputs:
         b.nodes.append(helper.make_node("Identity", [val], [f"{state}.next"]))
@@ -124,9 +122,7 @@ def build_step_model(graph: Graph):
         info.type.tensor_type.shape.CopyFrom(shape)
         out_infos.append(info)
     g = helper.make_graph(b.nodes, "snnc_step", inputs, out_infos, initializer=b.inits)
-    model = helper.make_model(
-        g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnc"
-    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnc")
     model.ir_version = 8
     checker.check_model(model)
     return model
@@ -188,9 +184,7 @@ def _neuron(b: _Builder, node, a_in: str, shape, fixed: bool, inputs, outputs, v
     bn = getattr(node, "bn", None)
     if bn is not None:
         if fixed:
-            raise SnncError(
-                f"{name}: a fixed-point graph cannot hold batch-norm; run fold_bn first"
-            )
+            raise SnncError(f"{name}: a fixed-point graph cannot hold batch-norm; run fold_bn first")
         scale = bn.weight / np.sqrt(bn.running_var + bn.eps)
         a_in = b.op("Mul", [a_in, b.const(scale.reshape(bshape))])
         shift = (bn.bias - scale * bn.running_mean).reshape(bshape)
@@ -204,9 +198,7 @@ def _neuron(b: _Builder, node, a_in: str, shape, fixed: bool, inputs, outputs, v
                 b.op("Mul", [a_in, b.const(64.0)]),
             ],
         )
-        u = b.op(
-            "Where", [b.op("Greater", [u, b.const(_WRAP)]), b.op("Sub", [u, b.const(2 * _WRAP)]), u]
-        )
+        u = b.op("Where", [b.op("Greater", [u, b.const(_WRAP)]), b.op("Sub", [u, b.const(2 * _WRAP)]), u])
         u = b.op(
             "Where",
             [b.op("LessOrEqual", [u, b.const(-_WRAP)]), b.op("Add", [u, b.const(2 * _WRAP)]), u],

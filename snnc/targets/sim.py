@@ -142,9 +142,7 @@ def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
             "(input_shape in PyTorch order)"
         )
     if tuple(x.shape[1:-1]) != shape:
-        raise UsageError(
-            f"input shape {tuple(x.shape)} does not match the network input; expected {want}"
-        )
+        raise UsageError(f"input shape {tuple(x.shape)} does not match the network input; expected {want}")
     if x.dtype == np.bool_:
         return x.astype(np.uint8)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
@@ -163,9 +161,7 @@ def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     return x.astype(np.uint8)
 
 
-def _conv_currents(
-    s: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups
-) -> np.ndarray:
+def _conv_currents(s: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups) -> np.ndarray:
     """``s`` ``(B, C, H, W)`` -> ``(B, C_out, H', W')`` (PyTorch correlation, exact integers)."""
     import torch
 
@@ -181,9 +177,7 @@ def _conv_currents(
     return y.numpy()
 
 
-def _conv_fanout(
-    weight: np.ndarray, in_shape, out_shape, stride, padding, dilation, groups
-) -> np.ndarray:
+def _conv_fanout(weight: np.ndarray, in_shape, out_shape, stride, padding, dilation, groups) -> np.ndarray:
     """Per input neuron ``(C, H, W)``: the number of non-zero weights that reach a valid output."""
     import torch
 
@@ -197,9 +191,7 @@ def _conv_fanout(
     c, h, w = in_shape
     out = np.zeros(in_shape)
     hh, ww = min(h, fan.shape[1]), min(w, fan.shape[2])
-    out[:, :hh, :ww] = fan[
-        :, :hh, :ww
-    ]  # conv_transpose may be short when stride leaves input unused
+    out[:, :hh, :ww] = fan[:, :hh, :ww]  # conv_transpose may be short when stride leaves input unused
     return np.rint(out)
 
 
@@ -220,7 +212,8 @@ def _prepared(key: np.ndarray, tag: str, make):
     if hit is not None and hit[0]() is key:
         return hit[1]
     value = make()
-    _PREPARED[slot] = (weakref.ref(key, lambda _r, k=slot: _PREPARED.pop(k, None)), value)
+    # Bind the dict itself: at interpreter exit the module global may already be None.
+    _PREPARED[slot] = (weakref.ref(key, lambda _r, k=slot, d=_PREPARED: d.pop(k, None)), value)
     return value
 
 
@@ -302,9 +295,7 @@ class _Sim:
                 return np.array(w, dtype=dt), fan, bound
 
             wc, fan, bound = (
-                _prepared(node.weight, f"conv-{fixed}-{in_shape}", make)
-                if isinstance(node, Conv)
-                else make()
+                _prepared(node.weight, f"conv-{fixed}-{in_shape}", make) if isinstance(node, Conv) else make()
             )
             x = flat.reshape(n * t, *in_shape).astype(wc.dtype)
             cur = _conv_currents(x, wc, stride, pad, dil, groups)
@@ -329,8 +320,7 @@ class _Sim:
         if bn is not None:
             if self.fixed:
                 raise SnncError(
-                    f"{node.name}: a fixed-point graph cannot hold batch-norm; run "
-                    "fold_bn before quantize"
+                    f"{node.name}: a fixed-point graph cannot hold batch-norm; run " "fold_bn before quantize"
                 )
             scale = bn.weight / np.sqrt(bn.running_var + bn.eps)
             cur = cur * scale.reshape(bshape)
@@ -543,9 +533,7 @@ def _delay(cur: np.ndarray) -> np.ndarray:
     return out
 
 
-def simulate(
-    graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.float64
-) -> SimResult:
+def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.float64) -> SimResult:
     """Run ``graph`` (either precision) on spikes ``x`` ``(N, *input_shape, T)`` (0/1, int or
     float).
 

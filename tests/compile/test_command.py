@@ -24,9 +24,7 @@ def model_file(tmp_path_factory):
     model = build("convnet", {"input_shape": [1, 8, 8], "num_classes": 10})
     model.load_state_dict({k: v.float() for k, v in src.state_dict().items()})
     path = tmp_path_factory.mktemp("cli") / "model.pt"
-    checkpoint.save_model(
-        path, model, {"dataset": "digits", "steps": 8, "encoding": "rate"}, {"seed": 0}
-    )
+    checkpoint.save_model(path, model, {"dataset": "digits", "steps": 8, "encoding": "rate"}, {"seed": 0})
     return path
 
 
@@ -137,20 +135,3 @@ def test_bad_input_one_line_no_partial_output(model_file, tmp_path, case):
         assert not out.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
-
-
-def test_missing_target_module_is_a_clear_error(model_file, tmp_path, monkeypatch):
-    """A target whose module is absent from the build fails with one line, and writes nothing."""
-    import sys
-
-    from click.testing import CliRunner
-
-    from snnc.cli import cli
-
-    monkeypatch.setitem(sys.modules, "snnc.targets.onnx", None)  # import now raises ImportError
-    out = tmp_path / "build"
-    res = CliRunner().invoke(cli, ["compile", str(model_file), "--target", "onnx", "-o", str(out)])
-    assert res.exit_code != 0
-    assert "target onnx is not available in this build" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
-    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

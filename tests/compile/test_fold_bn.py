@@ -48,27 +48,21 @@ def test_fold_hand_case():
 
 
 def test_declines_without_usable_statistics():
-    bn = ir.BatchNorm(
-        weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[np.nan, 0.0], running_var=[1.0, 1.0]
-    )
+    bn = ir.BatchNorm(weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[np.nan, 0.0], running_var=[1.0, 1.0])
     out = fold_bn(_graph_with_bn(bn))
     assert out.nodes["d"].bn is not None
     assert any("not folded" in n and "non-finite" in n for n in out.meta["notes"])
 
 
 def test_declines_on_fixed_graph():
-    bn = ir.BatchNorm(
-        weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[0.0, 0.0], running_var=[1.0, 1.0]
-    )
+    bn = ir.BatchNorm(weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[0.0, 0.0], running_var=[1.0, 1.0])
     out = fold_bn(_graph_with_bn(bn, precision="fixed"))
     assert out.nodes["d"].bn is not None
     assert any("fixed-point" in n for n in out.meta["notes"])
 
 
 def test_declines_on_synapse_only_node():
-    bn = ir.BatchNorm(
-        weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[0.0, 0.0], running_var=[1.0, 1.0]
-    )
+    bn = ir.BatchNorm(weight=[1.0, 1.0], bias=[0.0, 0.0], running_mean=[0.0, 0.0], running_var=[1.0, 1.0])
     w = np.ones((2, 3))
     nodes = {
         "in": ir.Input("in", shape=(3,)),

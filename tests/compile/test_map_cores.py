@@ -52,9 +52,7 @@ def test_core_budget_error_names_layer():
     ok = map_cores(graph)
     used = ok.meta["cores_used"]
     assert used >= 4
-    with pytest.raises(
-        SnncError, match=r"layer blocks\.\d+ needs \d+ neurocores.*limit of 3 cores"
-    ):
+    with pytest.raises(SnncError, match=r"layer blocks\.\d+ needs \d+ neurocores.*limit of 3 cores"):
         map_cores(graph, CoreLimits(cores=3))
 
 

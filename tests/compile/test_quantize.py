@@ -81,9 +81,7 @@ def test_dense_ranges_and_netx_exactness(w, bias, threshold, cdecay):
 
 @settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 @given(
-    w=hnp.arrays(
-        np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=st.floats(-3.0, 0.0)
-    )
+    w=hnp.arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=st.floats(-3.0, 0.0))
 )
 def test_non_positive_dense_is_even(w):
     q = quantize(_dense_graph(w, None, 1.0)).nodes["d"].weight

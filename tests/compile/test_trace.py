@@ -78,3 +78,25 @@ def test_trace_refuses_non_zoo_model():
 
     with pytest.raises(SnncError, match="SpikingNet"):
         trace(torch.nn.Linear(2, 2))
+
+
+def test_conv_with_pooled_current_traces_to_one_strided_conv():
+    """``Conv(pool=2)`` (sum-pool on the current) becomes one conv of kernel k+1, stride 2: same spikes."""
+    import torch
+
+    from snnc.nn import Conv, Dense, Flatten, NeuronParams
+    from snnc.nn.zoo import SpikingNet
+
+    torch.manual_seed(0)
+    p = NeuronParams(threshold=0.5)
+    blocks = [Conv(1, 4, 3, padding=1, neuron=p, pool=2), Flatten(), Dense(4 * 4 * 4, 10, p)]
+    model = SpikingNet(blocks, (1, 8, 8), {"name": "custom", "config": {}}).double().eval()
+    with torch.no_grad():
+        model.blocks[0].weight.mul_(3.0)
+    x = spikes(4, 12, seed=5)
+    graph = trace(model)
+    conv = graph.nodes["blocks.0"]
+    assert conv.weight.shape == (4, 1, 4, 4) and conv.stride == (2, 2)
+    ref = torch_output(model, x)
+    assert ref.sum() > 0
+    np.testing.assert_allclose(simulate(graph, x).output, ref, atol=1e-6)

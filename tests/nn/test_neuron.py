@@ -9,7 +9,7 @@ from snnc.nn import Dense, NeuronParams, cuba_lif, delay_one_step, spike_fn
 
 
 def test_hand_computed_trace():
-    # current_decay 1024 -> u keeps 3/4; voltage_decay 2048 -> v keeps 1/2; threshold 1.0 (all exact in binary).
+    # current_decay 1024 -> u keeps 3/4; voltage_decay 2048 -> v keeps 1/2; threshold 1.0 (exact).
     p = NeuronParams(threshold=1.0, current_decay=1024, voltage_decay=2048)
     a = torch.tensor([[[0.5, 0.5, 0.0, 1.0, 0.0, 0.0]]])
     rec: dict = {}

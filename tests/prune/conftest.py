@@ -6,19 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-BASE_STEPS = 8
+BASE_STEPS = 16
 
 
 @pytest.fixture(scope="session")
 def base_convnet(tmp_path_factory):
-    """``(path, model)``: the zoo convnet trained on digits (T=8), saved as a model file."""
+    """``(path, model)``: the zoo convnet trained on digits (T=16), saved as a model file."""
     from snnc import checkpoint
     from snnc.train import TrainConfig, data_settings, train
 
     cfg = TrainConfig(
         dataset="digits",
         arch="convnet",
-        epochs=12,
+        epochs=20,
         steps=BASE_STEPS,
         lr=5e-3,
         batch_size=32,

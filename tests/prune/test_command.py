@@ -29,9 +29,7 @@ def test_unknown_method_one_line(base_convnet, tmp_path):
 
 @pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
 def test_sparsity_out_of_range_one_line(base_convnet, tmp_path, value):
-    proc = run_snnc(
-        "prune", base_convnet[0], "--method", "sca", "--sparsity", value, "-o", tmp_path / "p.pt"
-    )
+    proc = run_snnc("prune", base_convnet[0], "--method", "sca", "--sparsity", value, "-o", tmp_path / "p.pt")
     assert_one_line_error(proc, "--sparsity must be in [0, 1)")
     assert proc.returncode == 2
     assert list(tmp_path.iterdir()) == []
@@ -43,9 +41,7 @@ def test_channel_method_on_mlp_one_line(tmp_path):
     mlp = build("mlp", {"input_shape": [1, 8, 8], "num_classes": 10})
     path = tmp_path / "mlp.pt"
     checkpoint.save_model(path, mlp, {"dataset": "digits", "steps": 4, "encoding": "rate"})
-    proc = run_snnc(
-        "prune", path, "--method", "criticality", "--sparsity", "0.5", "-o", tmp_path / "p.pt"
-    )
+    proc = run_snnc("prune", path, "--method", "criticality", "--sparsity", "0.5", "-o", tmp_path / "p.pt")
     assert_one_line_error(proc, "no conv layers", "relief")
     assert not (tmp_path / "p.pt").exists()
 
@@ -73,10 +69,8 @@ def test_prune_cli_writes_model_report_and_plots(base_convnet, tmp_path):
     assert result["channel_sparsity"] == report["channel_sparsity"] == 0.5
     model, header = checkpoint.load_model(out)
     assert header["meta"]["prune"]["method"] == "l1"
-    assert header["data"]["steps"] == 8  # taken from the input model file
-    kept = sum(
-        int(b.channel_mask.sum()) for b in model.modules() if getattr(b, "kind", "") == "conv"
-    )
+    assert header["data"]["steps"] == 16  # taken from the input model file
+    kept = sum(int(b.channel_mask.sum()) for b in model.modules() if getattr(b, "kind", "") == "conv")
     assert kept == report["channels"]["kept"]
     assert {p.name for p in (tmp_path / "plots").iterdir()} == {
         "curves.png",

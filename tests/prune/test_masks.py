@@ -68,9 +68,7 @@ def test_remove_orphans_through_pool_and_flatten(small_convnet):
     with torch.no_grad():
         c2.weight_mask[:, 3] = 0  # nothing reads channel 3 of conv 1 (through the pool)
         width = dense.weight.shape[1] // c2.out_channels
-        dense.weight_mask[:, 5 * width : 6 * width] = (
-            0  # nothing reads channel 5 of conv 2 (flatten)
-        )
+        dense.weight_mask[:, 5 * width : 6 * width] = 0  # nothing reads channel 5 of conv 2 (flatten)
     assert M.remove_orphans(model) == 2
     assert c1.channel_mask[3] == 0 and int(c1.channel_mask.sum()) == 5
     assert c2.channel_mask[5] == 0 and int(c2.channel_mask.sum()) == 7

@@ -58,9 +58,7 @@ def random_convnet(rng: np.random.Generator, pool: bool = True) -> Graph:
             )
         )
     nodes += [
-        Conv(
-            "c2", weight=rng.integers(-60, 61, (3, 4, 3, 3)), padding=(1, 0), neuron=neuron(rng, 3)
-        ),
+        Conv("c2", weight=rng.integers(-60, 61, (3, 4, 3, 3)), padding=(1, 0), neuron=neuron(rng, 3)),
         Flatten("flat"),
     ]
     flat = Graph.from_list(nodes).shapes()["flat"][0]
@@ -72,9 +70,7 @@ def random_residual(rng: np.random.Generator) -> Graph:
     """in -> c1 (LIF) -> {c2, 1x1 shortcut from in} (synapse only) -> add (LIF) -> flatten -> fc."""
     nodes = {
         "in": Input("in", shape=(2, 6, 6)),
-        "c1": Conv(
-            "c1", weight=rng.integers(-80, 81, (3, 2, 3, 3)), padding=1, neuron=neuron(rng, 3)
-        ),
+        "c1": Conv("c1", weight=rng.integers(-80, 81, (3, 2, 3, 3)), padding=1, neuron=neuron(rng, 3)),
         "c2": Conv("c2", weight=rng.integers(-80, 81, (3, 3, 3, 3)), padding=1),
         "short": Conv("short", weight=rng.integers(-80, 81, (3, 2, 1, 1))),
         "add": Add("add", neuron=neuron(rng, 3)),

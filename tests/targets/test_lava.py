@@ -147,17 +147,13 @@ def test_random_slayer_networks_match_lava_bit_for_bit(tmp_path):
         x = (rng.random((2, *in_shape, 20)) < rng.uniform(0.15, 0.5)).astype(np.int8)
         xp, yp = tmp_path / f"x{seed}.npy", tmp_path / f"y{seed}.npy"
         np.save(xp, x)
-        res = runner.invoke(
-            cli, ["simulate", str(path), "--input", str(xp), "--output", str(yp), "--quiet"]
-        )
+        res = runner.invoke(cli, ["simulate", str(path), "--input", str(xp), "--output", str(yp), "--quiet"])
         assert res.exit_code == 0, (seed, res.output, res.stderr)
         ours = np.load(yp)
         lava = run_lava(path, x)  # netx.hdf5.Network on the exported file itself
         assert ours.shape == lava.shape
         mismatches = int(np.sum(ours != lava))
-        assert (
-            mismatches == 0
-        ), f"net {seed} ({'conv' if conv else 'dense'}): {mismatches} mismatches"
+        assert mismatches == 0, f"net {seed} ({'conv' if conv else 'dense'}): {mismatches} mismatches"
         total_spikes += int(lava.sum())
         nets += 1
     assert nets >= 20

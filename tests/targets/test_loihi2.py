@@ -175,8 +175,7 @@ def test_weight_preparation_matches_netx_and_lava_functions(rng):
         np.array([[7, 1, 0, 3]]),
     ]
     cases += [
-        rng.integers(lo, hi, (4, 6))
-        for lo, hi in ((-256, 255), (-20, 21), (0, 255), (-255, 1), (-3, 4))
+        rng.integers(lo, hi, (4, 6)) for lo, hi in ((-256, 255), (-20, 21), (0, 255), (-255, 1), (-3, 4))
     ]
     for w in cases:
         if not w.any():

@@ -46,9 +46,7 @@ def test_simulate_writes_y_and_json(tmp_path, netx_file, rng):
     path, g = netx_file
     x = spikes(rng, g, 3, 15)
     np.save(tmp_path / "x.npy", x)
-    res = invoke(
-        "simulate", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--json"
-    )
+    res = invoke("simulate", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--json")
     assert res.exit_code == 0, res.stderr
     out = json.loads(res.stdout)
     want = simulate(g, x)
@@ -142,9 +140,7 @@ def test_simulate_as_a_real_process(tmp_path, netx_file, rng):
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), simulate(g, x).output)
     np.save(tmp_path / "bad.npy", x[:, :1])
-    proc = run_snnc(
-        "simulate", path, "--input", tmp_path / "bad.npy", "--output", tmp_path / "z.npy"
-    )
+    proc = run_snnc("simulate", path, "--input", tmp_path / "bad.npy", "--output", tmp_path / "z.npy")
     assert_one_line_error(proc, "shape")
     assert not (tmp_path / "z.npy").exists()
 

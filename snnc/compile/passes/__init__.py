@@ -31,9 +31,7 @@ def pass_name(p: Pass) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
-def run_passes(
-    graph: Graph, passes: Sequence[Pass], log: Callable[[str], None] | None = None
-) -> Graph:
+def run_passes(graph: Graph, passes: Sequence[Pass], log: Callable[[str], None] | None = None) -> Graph:
     """Run ``passes`` in order, verifying the graph after each one.
 
     ``log(line)`` receives one line per pass and every new note the pass left. A pass that raises,

@@ -56,8 +56,6 @@ def fold_bn(graph: ir.Graph) -> ir.Graph:
         weight = node.weight * scale.reshape((-1,) + (1,) * (node.weight.ndim - 1))
         bias = shift if node.neuron.bias is None else node.neuron.bias + shift
         neuron = dataclasses.replace(node.neuron, bias=bias)
-        changed[name] = ir.replace(
-            node, weight=weight, bn=None, neuron=neuron, meta={"bn_folded": True}
-        )
+        changed[name] = ir.replace(node, weight=weight, bn=None, neuron=neuron, meta={"bn_folded": True})
     out = graph.replace(**changed) if changed else graph
     return note(out, *notes)

@@ -50,9 +50,7 @@ from snnc.compile import ir
 from snnc.compile.passes import note
 from snnc.errors import SnncError
 
-W_MAX = (
-    254  # effective dense/conv weight limit (LAVA_FACTS §1.5: [-256, 254] is exact through netx)
-)
+W_MAX = 254  # effective dense/conv weight limit (LAVA_FACTS §1.5: [-256, 254] is exact through netx)
 VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa (§4)
 BIAS_MIN, BIAS_MAX = -(2**12), 2**12 - 1  # 13-bit signed bias mantissa (§4)
 U_LIMIT = 2**17  # |u_float| * S * 64 < 2**23  <=>  |u_float| * S < 2**17

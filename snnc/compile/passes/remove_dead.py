@@ -192,9 +192,7 @@ def _slice_out(node, keep: np.ndarray):
     return changes, meta
 
 
-def _slice_in(
-    graph: ir.Graph, shapes, name: str, keep: np.ndarray, weight: np.ndarray
-) -> np.ndarray:
+def _slice_in(graph: ir.Graph, shapes, name: str, keep: np.ndarray, weight: np.ndarray) -> np.ndarray:
     node = graph.nodes[name]
     if isinstance(node, ir.Conv):
         return weight[:, keep]
@@ -323,10 +321,7 @@ def _with_orig(graph: ir.Graph) -> ir.Graph:
     shapes = graph.shapes()
     new = {}
     for name, node in graph.nodes.items():
-        if (
-            isinstance(node, ir.Conv | ir.Dense | ir.Add | ir.Pool)
-            and "orig_channels" not in node.meta
-        ):
+        if isinstance(node, ir.Conv | ir.Dense | ir.Add | ir.Pool) and "orig_channels" not in node.meta:
             new[name] = ir.replace(node, meta={"orig_channels": np.arange(shapes[name][0])})
     return graph.replace(**new) if new else graph
 
@@ -358,12 +353,8 @@ def remove_dead(graph: ir.Graph, calibration: np.ndarray | None = None) -> ir.Gr
     notes = []
     new = {}
     for name, t in totals.items():
-        why = ", ".join(
-            f"{k} {t[k]}" for k in ("masked", "dead", "unneeded", "calibration") if t[k]
-        )
-        notes.append(
-            f"{name}: removed {t['before'] - t['after']} of {t['before']} channels ({why})"
-        )
+        why = ", ".join(f"{k} {t[k]}" for k in ("masked", "dead", "unneeded", "calibration") if t[k])
+        notes.append(f"{name}: removed {t['before'] - t['after']} of {t['before']} channels ({why})")
         node = graph.nodes[name]
         prev = dict(node.meta.get("removed", {}))
         for k in ("masked", "dead", "unneeded", "calibration"):
@@ -373,7 +364,6 @@ def remove_dead(graph: ir.Graph, calibration: np.ndarray | None = None) -> ir.Gr
     if silent is not None and any(t["calibration"] for t in totals.values()):
         graph = graph.with_meta(lossy=True)
         notes.append(
-            "channels silent on the calibration data were removed: lossy, other inputs may "
-            "differ"
+            "channels silent on the calibration data were removed: lossy, other inputs may " "differ"
         )
     return note(graph, *notes)
