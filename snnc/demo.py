@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         "--epochs",
         2,
         "--train-limit",
-        args.mnist_train // 2,
+        args.mnist_train // 4,
         "--plot",
         out / "plots",
         *seed,
