@@ -13,29 +13,15 @@ import traceback
 from pathlib import Path
 
 import click
-import numpy as np
 
 from snnc.errors import SnncError
+from snnc.fileio import jsonable
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def emit_json(result: dict) -> None:
-    click.echo(json.dumps(_jsonable(result), indent=2, sort_keys=False))
+    click.echo(json.dumps(jsonable(result), indent=2, sort_keys=False))
 
 
 def common_options(fn):

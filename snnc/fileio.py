@@ -9,7 +9,24 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from snnc.errors import SnncError
+
+
+def jsonable(obj):
+    """A copy of ``obj`` that ``json.dumps`` accepts: numpy arrays/scalars to lists/numbers, paths to str."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
 
 
 def _check_parent(path: Path) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 
 from snnc.compile import ir
 from snnc.errors import SnncError
+from snnc.fileio import jsonable
 
 REPORT_FORMAT = "snnc-compile-report"
 REPORT_VERSION = 1
@@ -307,18 +308,6 @@ def table_rows(report: dict) -> tuple[list[str], list[list]]:
     return cols, rows
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 def graph_json(graph: ir.Graph, max_array: int = 256) -> dict:
     """The structure of ``graph`` for ``graph.json``: nodes (kind, shape, params, neuron,
     hyper-parameters, meta), edges and graph meta. Arrays longer than ``max_array`` are left out
@@ -336,7 +325,7 @@ def graph_json(graph: ir.Graph, max_array: int = 256) -> dict:
             d["weight"] = float(w)
         for k in ("stride", "padding", "dilation", "groups", "kernel"):
             if hasattr(node, k):
-                d[k] = _jsonable(getattr(node, k))
+                d[k] = jsonable(getattr(node, k))
         neuron = getattr(node, "neuron", None)
         if neuron is not None:
             d["neuron"] = {
@@ -353,10 +342,10 @@ def graph_json(graph: ir.Graph, max_array: int = 256) -> dict:
         for k, v in node.meta.items():
             if isinstance(v, np.ndarray) and v.size > max_array:
                 continue
-            meta[k] = _jsonable(v)
+            meta[k] = jsonable(v)
         d["meta"] = meta
         nodes.append(d)
-    gmeta = {k: _jsonable(v) for k, v in graph.meta.items()}
+    gmeta = {k: jsonable(v) for k, v in graph.meta.items()}
     return {
         "format": "snnc-graph-structure",
         "version": 1,
