@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="snnc end-to-end demo")
     ap.add_argument("--out", default="demo_out")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mnist-train", type=int, default=10000, help="MNIST training samples used")
+    ap.add_argument("--mnist-train", type=int, default=8000, help="MNIST training samples used")
     ap.add_argument("--epochs", type=int, default=2)
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         "--epochs",
         2,
         "--train-limit",
-        args.mnist_train // 4,
+        args.mnist_train // 2,
         "--plot",
         out / "plots",
         *seed,
