@@ -21,6 +21,18 @@ from snnc.fileio import jsonable
 REPORT_FORMAT = "snnc-compile-report"
 REPORT_VERSION = 1
 
+# Per-layer counts that the report also sums into "totals".
+TOTAL_KEYS = (
+    "channels_before",
+    "channels_after",
+    "params_before",
+    "params_after",
+    "neurons",
+    "synapses",
+    "cores",
+    "sram_bytes",
+)
+
 _NUM = {"type": "number"}
 _INT = {"type": "integer", "minimum": 0}
 _LAYER = {
@@ -97,29 +109,8 @@ SCHEMA: dict = {
         "layers": {"type": "array", "items": _LAYER},
         "totals": {
             "type": "object",
-            "required": [
-                "channels_before",
-                "channels_after",
-                "params_before",
-                "params_after",
-                "neurons",
-                "synapses",
-                "cores",
-                "sram_bytes",
-            ],
-            "properties": {
-                k: _INT
-                for k in (
-                    "channels_before",
-                    "channels_after",
-                    "params_before",
-                    "params_after",
-                    "neurons",
-                    "synapses",
-                    "cores",
-                    "sram_bytes",
-                )
-            },
+            "required": list(TOTAL_KEYS),
+            "properties": {k: _INT for k in TOTAL_KEYS},
         },
         "notes": {"type": "array", "items": {"type": "string"}},
         "lossy": {"type": "boolean"},
@@ -232,19 +223,7 @@ def build_report(
                 k: (float(v) if isinstance(v, float | np.floating) else v) for k, v in quant.items()
             }
         layers.append(row)
-    totals = {
-        k: int(sum(r[k] for r in layers))
-        for k in (
-            "channels_before",
-            "channels_after",
-            "params_before",
-            "params_after",
-            "neurons",
-            "synapses",
-            "cores",
-            "sram_bytes",
-        )
-    }
+    totals = {k: int(sum(r[k] for r in layers)) for k in TOTAL_KEYS}
     report = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
