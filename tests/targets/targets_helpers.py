@@ -35,6 +35,19 @@ def random_mlp(rng: np.random.Generator, sizes=(12, 16, 8, 5)) -> Graph:
     return fixed_graph(nodes)
 
 
+def digits_convnet(rng: np.random.Generator, channels: int) -> Graph:
+    """A fixed net for digits' (1, 8, 8) input: conv 3x3 stride 2 -> flatten -> dense 10."""
+    conv_weight = rng.integers(-40, 60, (channels, 1, 3, 3))
+    return fixed_graph(
+        [
+            Input("in", shape=(1, 8, 8)),
+            Conv("c", weight=conv_weight, stride=2, neuron=neuron(rng, channels)),
+            Flatten("f"),
+            Dense("fc", weight=2 * rng.integers(-30, 40, (10, channels * 9)), neuron=neuron(rng, 10)),
+        ]
+    )
+
+
 def random_convnet(rng: np.random.Generator, pool: bool = True) -> Graph:
     """conv (stride 2, padding 1) -> [sum-pool] -> conv (padding (1, 0)) -> flatten -> dense."""
     nodes: list = [

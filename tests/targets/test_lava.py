@@ -201,20 +201,12 @@ def test_emitted_runner_script_runs_standalone(tmp_path):
 def test_evaluate_with_lava_backend_equals_sim(tmp_path):
     import json
 
-    from targets_helpers import fixed_graph, neuron
+    from targets_helpers import digits_convnet
 
-    from snnc.compile.ir import Conv, Dense, Flatten, Input
     from snnc.targets.loihi2 import compare_with_lava
 
     rng = np.random.default_rng(2)
-    g = fixed_graph(
-        [
-            Input("in", shape=(1, 8, 8)),
-            Conv("c", weight=rng.integers(-40, 60, (3, 1, 3, 3)), stride=2, neuron=neuron(rng, 3)),
-            Flatten("f"),
-            Dense("fc", weight=2 * rng.integers(-30, 40, (10, 27)), neuron=neuron(rng, 10)),
-        ]
-    )
+    g = digits_convnet(rng, 3)
     build = tmp_path / "build"
     build.mkdir()
     emit(g, "loihi2", build)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from targets_helpers import fixed_graph, neuron, random_convnet, random_mlp, spikes
+from targets_helpers import digits_convnet, random_convnet, random_mlp, spikes
 
 from snnc.cli import cli
-from snnc.compile.ir import Conv, Dense, Flatten, Input
 from snnc.targets import emit
 from snnc.targets.loihi2 import write_netx
 from snnc.targets.sim import simulate
@@ -150,14 +149,7 @@ def test_evaluate_build_dir_uses_report_data(tmp_path, rng):
     # spikes.
     from snnc import data as D
 
-    g = fixed_graph(
-        [
-            Input("in", shape=(1, 8, 8)),
-            Conv("c", weight=rng.integers(-40, 60, (4, 1, 3, 3)), stride=2, neuron=neuron(rng, 4)),
-            Flatten("f"),
-            Dense("fc", weight=2 * rng.integers(-30, 40, (10, 36)), neuron=neuron(rng, 10)),
-        ]
-    )
+    g = digits_convnet(rng, 4)
     build = tmp_path / "build"
     build.mkdir()
     emit(g, "sim", build)
