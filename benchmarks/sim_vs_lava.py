@@ -227,9 +227,10 @@ def main() -> None:
     for name, lava_s, sim_s, target, mism, spk in rows:
         ratio = lava_s / sim_s
         print(f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x " f"{mism:10d} {spk:10d}")
-    from snnc.targets.sim import _numba_kernel
+    from snnc.targets import kernels
 
-    print(f"numba kernels: {'on' if _numba_kernel() is not None else 'off (numpy loop)'}")
+    on = kernels.kernels() is not None
+    print(f"compiled kernels: {'on, ' + str(kernels.threads()) + ' threads' if on else 'off (numpy path)'}")
     print(
         f"per-layer spikes (MLP, batch 1): {ref.spikes}; conv net per sample: "
         f"{ {k: v / n3 for k, v in res3.spikes.items()} }"

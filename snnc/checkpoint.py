@@ -18,12 +18,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from snnc.errors import SnncError
 from snnc.fileio import atomic_path
+
+if TYPE_CHECKING:  # torch takes ~1.5 s to import; `snnc simulate` never needs it
+    import torch
 
 FORMAT = "snnc-model"
 VERSION = 1
@@ -31,6 +32,8 @@ _MAX_HEADER = 100 * 1024 * 1024
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -115,6 +118,8 @@ def read_tensors(path: str | os.PathLike, trust_pickle: bool = False) -> tuple[d
 
 def _read_trusted_pickle(path: Path) -> tuple[dict, dict]:
     try:
+        import torch
+
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
         raise SnncError(f"{path}: cannot load PyTorch checkpoint ({type(e).__name__})") from None

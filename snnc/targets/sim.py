@@ -23,8 +23,10 @@ model's spikes.
 Speed: the synaptic products of a layer are computed for all ``T`` steps at once (a feed-forward
 graph knows every step's input); integer sums are exact in float32 BLAS below 2**24 (used when the
 weights bound them there) and in float64 below 2**53. Only the neuron update loops over time,
-vectorized over the batch, in cache-sized chunks of samples. When ``numba`` is importable the LIF
-loop and an event-driven dense synapse for sparse inputs are compiled; results are identical.
+vectorized over the batch, in cache-sized chunks of samples. That is the reference path (and the
+one for float graphs); fixed-point graphs run through the compiled kernels of
+:mod:`snnc.targets.kernels` when ``numba`` is importable, with identical results
+(``tests/targets/test_kernels.py``) at a fraction of the time.
 
 Energy and latency: Intel has not published per-operation energy or time figures for Loihi 2. The
 estimates use the **Loihi 1** figures of Davies et al., "Loihi: A Neuromorphic Manycore Processor
@@ -144,9 +146,15 @@ def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     if tuple(x.shape[1:-1]) != shape:
         raise UsageError(f"input shape {tuple(x.shape)} does not match the network input; expected {want}")
     if x.dtype == np.bool_:
-        return x.astype(np.uint8)
+        return x.view(np.uint8)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise UsageError(f"input dtype {x.dtype} is not numeric; give 0/1 integer spikes")
+    if x.dtype.itemsize == 1 and np.issubdtype(x.dtype, np.integer):
+        # one pass, no copy: as uint8, a negative int8 reads as >= 128
+        u = x.view(np.uint8)
+        if u.size and u.max() > 1:
+            raise UsageError("input holds non-binary values; spikes must be 0 or 1")
+        return u
     if np.issubdtype(x.dtype, np.integer):
         bad = x.size and (x.min() < 0 or x.max() > 1)
     else:
@@ -183,16 +191,20 @@ def _conv_fanout(weight: np.ndarray, in_shape, out_shape, stride, padding, dilat
 
     nz = torch.from_numpy((weight != 0).astype(np.float64))
     ones = torch.ones((1, *out_shape), dtype=torch.float64)
+    c, h, w = in_shape
+    # conv_transpose2d's natural size, (O - 1) s - 2 p + d (k - 1) + 1, falls short of the input by
+    # up to s - 1 rows/columns when the stride skipped the input's tail: output_padding restores
+    # them, so inputs reached only through the padding keep their fan-out.
+    size = [
+        (out_shape[1 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1
+        for i in range(2)
+    ]
+    extra = (h - size[0], w - size[1])
     with torch.no_grad():
         fan = torch.nn.functional.conv_transpose2d(
-            ones, nz, stride=stride, padding=padding, dilation=dilation, groups=groups
+            ones, nz, stride=stride, padding=padding, dilation=dilation, groups=groups, output_padding=extra
         )
-    fan = fan.numpy()[0]
-    c, h, w = in_shape
-    out = np.zeros(in_shape)
-    hh, ww = min(h, fan.shape[1]), min(w, fan.shape[2])
-    out[:, :hh, :ww] = fan[:, :hh, :ww]  # conv_transpose may be short when stride leaves input unused
-    return np.rint(out)
+    return np.rint(fan.numpy()[0])
 
 
 def _pool_weight(node: Pool, channels: int) -> np.ndarray:
@@ -248,21 +260,7 @@ class _Sim:
                 return np.ascontiguousarray(w.T, dtype=dt), (w != 0).sum(axis=0).astype(np.float64)
 
             wt, fan = _prepared(w, f"dense-{fixed}", make)
-            # Event-driven accumulation (Lava's own scheme, §2.2) beats a dense product when few
-            # inputs spike (measured: below ~10% density) or for few rows (small batches) with a
-            # wide fan-out; both are exact.
-            density = counts.sum() / max(flat.size, 1)
-            sparse = (density < _EVENT_DENSITY and w.shape[0] >= 16) or (
-                n * t <= _EVENT_ROWS and w.shape[0] >= 64
-            )
-            events = _numba_kernel("events") if fixed and sparse else None
-            if events is not None:
-                # Few rows (small batches): add the weight rows of the inputs that spiked, as Lava
-                # does (§2.2); cheaper than a dense product when most inputs are silent.
-                cur = np.zeros((n * t, wt.shape[1]), wt.dtype)
-                events(np.ascontiguousarray(flat, dtype=np.uint8), wt, cur)
-            else:
-                cur = flat.astype(wt.dtype) @ wt
+            cur = flat.astype(wt.dtype) @ wt
             e = int(node.weight_exp)
             if e > 0:
                 cur = cur * float(2**e)
@@ -357,12 +355,6 @@ def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = No
         bmax = int(np.abs(b).max(initial=0))
     keep_u = 4096 - neuron.current_decay
     keep_v = 4096 - neuron.voltage_decay
-    kernel = _numba_kernel() if trace is None else None
-    if kernel is not None:
-        out = np.empty((n, t, m), np.uint8)
-        bb = b if b is not None else np.zeros(m, np.int64)
-        kernel(np.ascontiguousarray(a), bb, keep_u, keep_v, vth, out)
-        return out.reshape(n, t, *shape)
     if a.dtype != np.int64:
         a = a.astype(np.int64)
     # Exact shortcuts: rounding toward zero never grows |u| or |v|, so |u| <= A / (1 - keep_u/4096)
@@ -417,68 +409,7 @@ def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = No
     return out.reshape(n, t, *shape)
 
 
-_KERNEL: dict = {}
-_DISABLE_NUMBA = False  # tests set it to compare the numpy loop with the compiled one
-_EVENT_DENSITY = 0.1  # below this input spike density the event-driven dense synapse is faster
-_EVENT_ROWS = 2048  # ... and for up to this many (sample, step) rows with a wide fan-out
-
-
-def _numba_kernel(which: str = "lif"):
-    """Kernels compiled with numba when it is installed (optional: ``pip install numba``), else
-    ``None`` and numpy runs. Both compute exactly the same integers."""
-    if _DISABLE_NUMBA:
-        return None
-    if which in _KERNEL:
-        return _KERNEL[which]
-    try:
-        import numba
-    except ImportError:
-        _KERNEL.update(lif=None, events=None)
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def events(flat, wt, out):  # pragma: no cover - compiled
-        rows, fan_in = flat.shape
-        fan_out = wt.shape[1]
-        for r in range(rows):
-            for f in range(fan_in):
-                if flat[r, f]:
-                    for o in range(fan_out):
-                        out[r, o] += wt[f, o]
-
-    @numba.njit(cache=True, nogil=True)
-    def lif(a, b, keep_u, keep_v, vth, out):  # pragma: no cover - compiled
-        n, t, m = a.shape
-        w = 1 << 23
-        u = np.zeros(m, np.int64)
-        v = np.zeros(m, np.int64)
-        for i in range(n):
-            u[:] = 0
-            v[:] = 0
-            for k in range(t):
-                for j in range(m):
-                    x = np.int64(a[i, k, j]) << 6
-                    d = u[j] * keep_u
-                    d = (d + ((d >> 63) & 4095)) >> 12  # round toward zero (§2.1), branch-free
-                    uj = d + x
-                    if uj > w:  # Lava's 24-bit wrap tests
-                        uj -= 2 * w
-                    elif uj <= -w:
-                        uj += 2 * w
-                    u[j] = uj
-                    d = v[j] * keep_v
-                    d = (d + ((d >> 63) & 4095)) >> 12
-                    vj = d + uj + b[j]
-                    if vj > w - 1:
-                        vj = w - 1
-                    elif vj < -w + 1:
-                        vj = -w + 1
-                    spike = vj > vth
-                    out[i, k, j] = spike
-                    v[j] = vj * (1 - spike)  # reset v only
-
-    _KERNEL.update(lif=lif, events=events)
-    return _KERNEL[which]
+_DISABLE_NUMBA = False  # tests set it to compare the numpy loop with the compiled kernels
 
 
 def _decay_inplace(x: np.ndarray, keep: int, tmp: np.ndarray) -> None:
@@ -548,7 +479,14 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     sim = _Sim(graph, fixed, float_dtype)
     widest = max(int(np.prod(s)) for s in sim.shapes.values())
     per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
-    parts = [_simulate_chunk(graph, sim, s_in[i : i + per], record) for i in range(0, n, per)]
+    chunk = _simulate_chunk
+    if fixed and not _DISABLE_NUMBA:
+        from snnc.targets import kernels
+
+        if kernels.kernels() is not None:
+            chunk = lambda g, _sim, s, rec: kernels.run(g, s, rec)  # noqa: E731
+            per = max(per, kernels.threads())  # every thread gets a sample of each chunk
+    parts = [chunk(graph, sim, s_in[i : i + per], record) for i in range(0, n, per)]
     output = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
     counts = {k: sum(p[1][k] for p in parts) for k in parts[0][1]}
     synops = {k: sum(p[2][k] for p in parts) for k in parts[0][2]}
@@ -567,7 +505,7 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     )
 
 
-_CHUNK_ELEMENTS = 1 << 22  # (samples x steps x widest layer) per chunk of the batch
+_CHUNK_ELEMENTS = 1 << 20  # (samples x steps x widest layer) per chunk: stays in L2/L3
 
 
 def _simulate_chunk(graph: Graph, sim: _Sim, s_in: np.ndarray, record: bool) -> tuple:

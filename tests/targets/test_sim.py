@@ -279,38 +279,6 @@ def test_float_graph_equals_the_torch_model():
     np.testing.assert_array_equal(got.output, want)
 
 
-def test_compiled_and_numpy_loops_agree(rng, monkeypatch):
-    """With numba installed the LIF loop and small dense synapses are compiled: both are exact."""
-    import snnc.targets.sim as sim_mod
-
-    big = fixed_graph(
-        [
-            Input("in", shape=(6,)),
-            Dense(
-                "fc",
-                weight=rng.integers(-(2**16), 2**16, (70, 6)),
-                neuron=CubaLIF(50, 100, 3000, bias=rng.integers(-9, 9, 70)),
-            ),
-            Dense(
-                "fc2",
-                weight=rng.integers(-7, 8, (3, 70)),
-                weight_exp=-1,
-                neuron=CubaLIF(3, 0, 4096),
-            ),
-        ]
-    )
-    for g in (random_mlp(rng), random_convnet(rng), random_residual(rng), big):
-        x = spikes(rng, g, 3, 25, p=0.4)
-        default = simulate(g, x, record=True)
-        monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", True)
-        plain = simulate(g, x, record=True)
-        monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", False)
-        np.testing.assert_array_equal(default.output, plain.output)
-        for name in plain.layers:
-            np.testing.assert_array_equal(default.layers[name], plain.layers[name])
-        assert default.synops == plain.synops
-
-
 def test_large_batches_run_in_chunks_with_the_same_result(rng, monkeypatch):
     import snnc.targets.sim as sim_mod
 

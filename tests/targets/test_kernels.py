@@ -1,0 +1,171 @@
+"""The compiled simulator (snnc.targets.kernels) against the numpy simulator, on random graphs.
+
+The numpy path is the reference that the hand-computed cases of test_sim.py and the Lava runs of
+test_lava.py pin down; here every kernel (dense event/dot, conv scatter/im2col, LIF) and every
+layout change (channels-last convs, flatten permutations, Add) must reproduce it exactly: the
+output, every layer's spikes and the SynOps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from targets_helpers import fixed_graph, random_convnet, random_mlp, random_residual, spikes
+
+import snnc.targets.sim as sim_mod
+from snnc.compile.ir import Add, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.targets import kernels
+from snnc.targets.sim import simulate
+
+pytestmark = pytest.mark.skipif(kernels.kernels() is None, reason="numba is a dependency; not installed")
+
+
+def neuron(rng, c, big=False) -> CubaLIF:
+    return CubaLIF(
+        threshold=int(rng.integers(1, 400 if big else 150)),
+        current_decay=int(rng.choice([0, 4096, int(rng.integers(0, 4097))])),
+        voltage_decay=int(rng.choice([0, 4096, int(rng.integers(0, 4097))])),
+        bias=rng.integers(-20, 21, c),
+    )
+
+
+def random_conv_graph(rng) -> Graph:
+    """Input (C, H, W) -> 1-3 convs / pools with random geometry -> [flatten -> dense] or not."""
+    c, h, w = int(rng.integers(1, 5)), int(rng.integers(5, 12)), int(rng.integers(5, 12))
+    nodes: list = [Input("in", shape=(c, h, w))]
+    for i in range(int(rng.integers(1, 4))):
+        shape = Graph.from_list([*nodes, Output("o")]).shapes()["o"]
+        c, h, w = shape
+        if rng.random() < 0.25 and min(h, w) >= 2:
+            nodes.append(
+                Pool(
+                    f"p{i}",
+                    kernel=2,
+                    stride=int(rng.integers(1, 3)),
+                    weight=float(rng.integers(10, 80)),
+                    neuron=neuron(rng, c),
+                )
+            )
+            continue
+        groups = int(rng.choice([g for g in (1, 2, c) if c % g == 0]))
+        out = groups * int(rng.integers(1, 6))
+        k = int(rng.integers(1, 4))
+        dil = int(rng.integers(1, 3)) if k > 1 else 1
+        pad = int(rng.integers(0, 3))
+        if h + 2 * pad < dil * (k - 1) + 1 or w + 2 * pad < dil * (k - 1) + 1:
+            pad, dil = k, 1
+        scale = int(rng.choice([60, 3000]))  # 3000: int32 sums; a few layers pass 2**23 (wrap)
+        nodes.append(
+            Conv(
+                f"c{i}",
+                weight=rng.integers(-scale, scale + 1, (out, c // groups, k, k)),
+                stride=int(rng.integers(1, 3)),
+                padding=pad,
+                dilation=dil,
+                groups=groups,
+                neuron=neuron(rng, out, big=scale > 100),
+            )
+        )
+    nodes.append(Flatten("flat"))
+    if rng.random() < 0.7:
+        flat = Graph.from_list([*nodes, Output("o")]).shapes()["o"][0]
+        nodes.append(
+            Dense(
+                "fc",
+                weight=2 * rng.integers(-40, 41, (5, flat)),
+                weight_exp=int(rng.integers(-2, 2)),
+                neuron=neuron(rng, 5),
+            )
+        )
+    elif rng.random() < 0.5:
+        nodes.pop()  # the conv layer itself is the output: (N, C, H, W, T) back in PyTorch order
+    return fixed_graph(nodes)
+
+
+def both_paths(g: Graph, x: np.ndarray, monkeypatch):
+    compiled = simulate(g, x, record=True)
+    monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", True)
+    plain = simulate(g, x, record=True)
+    monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", False)
+    return compiled, plain
+
+
+def assert_same(compiled, plain) -> None:
+    np.testing.assert_array_equal(compiled.output, plain.output)
+    assert compiled.layers.keys() == plain.layers.keys()
+    for name in plain.layers:
+        np.testing.assert_array_equal(compiled.layers[name], plain.layers[name], err_msg=name)
+    assert compiled.synops == plain.synops
+    assert compiled.spikes == plain.spikes
+
+
+@pytest.mark.parametrize("conv_kernel", ["event", "gemm", None])
+@pytest.mark.parametrize("seed", range(8))
+def test_random_conv_graphs_equal_the_numpy_simulator(seed, conv_kernel, monkeypatch):
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(kernels, "FORCE_CONV", conv_kernel)
+    for _ in range(20):  # draw until the net spikes at all, so that the comparison means something
+        g = random_conv_graph(rng)
+        n, t, p = int(rng.integers(1, 5)), int(rng.integers(3, 12)), float(rng.choice([0.05, 0.3, 0.8]))
+        compiled, plain = both_paths(g, spikes(rng, g, n, t, p=p), monkeypatch)
+        if sum(plain.spikes.values()) > 0:
+            break
+    assert sum(plain.spikes.values()) > 0
+    assert_same(compiled, plain)
+
+
+@pytest.mark.parametrize("conv_kernel", ["event", "gemm"])
+def test_residual_and_zoo_like_graphs_equal_the_numpy_simulator(rng, conv_kernel, monkeypatch):
+    monkeypatch.setattr(kernels, "FORCE_CONV", conv_kernel)
+    for g in (random_mlp(rng), random_convnet(rng), random_convnet(rng, pool=False), random_residual(rng)):
+        x = spikes(rng, g, 3, 25, p=0.4)
+        assert_same(*both_paths(g, x, monkeypatch))
+
+
+def test_dense_sums_in_every_width_equal_the_numpy_simulator(rng, monkeypatch):
+    """int8 (even weights, factored), int16 and int32 weights; int32 and int64 sums; weight_exp both
+    ways; a busy input with few outputs (the dot-product kernel) and a sparse one (event)."""
+    graphs = [
+        [Dense("fc", weight=2 * rng.integers(-60, 61, (40, 30)), weight_exp=-2, neuron=neuron(rng, 40))],
+        [
+            Dense(
+                "fc", weight=rng.integers(-900, 901, (40, 30)), weight_exp=1, neuron=neuron(rng, 40, big=True)
+            )
+        ],
+        [
+            Dense(
+                "fc",
+                weight=rng.integers(-(2**16), 2**16, (70, 30)),
+                neuron=CubaLIF(50, 100, 3000, bias=rng.integers(-9, 9, 70)),
+            ),
+            Dense("fc2", weight=rng.integers(-7, 8, (3, 70)), weight_exp=-1, neuron=CubaLIF(3, 0, 4096)),
+        ],
+        [Dense("fc", weight=rng.integers(-(2**30), 2**30, (4, 30)), neuron=CubaLIF(2**20, 0, 4096))],
+    ]
+    for body in graphs:
+        g = fixed_graph([Input("in", shape=(30,)), *body])
+        for p in (0.05, 0.9):
+            assert_same(*both_paths(g, spikes(rng, g, 3, 20, p=p), monkeypatch))
+
+
+def test_thread_count_does_not_change_results(rng, monkeypatch):
+    g = random_convnet(rng)
+    x = spikes(rng, g, 9, 12, p=0.5)
+    monkeypatch.setenv("SNNC_THREADS", "1")
+    one = simulate(g, x, record=True)
+    monkeypatch.setenv("SNNC_THREADS", "3")
+    three = simulate(g, x, record=True)
+    assert_same(one, three)
+
+
+def test_add_of_dense_synapses_equals_the_numpy_simulator(rng, monkeypatch):
+    nodes = {
+        "in": Input("in", shape=(12,)),
+        "a": Dense("a", weight=rng.integers(-50, 51, (6, 12)), weight_exp=-1),
+        "b": Dense("b", weight=2 * rng.integers(-50, 51, (6, 12))),
+        "add": Add("add", neuron=neuron(rng, 6)),
+        "out": Output("out"),
+    }
+    edges = (("in", "a"), ("in", "b"), ("a", "add"), ("b", "add"), ("add", "out"))
+    g = Graph(nodes, edges, {"precision": "fixed"}).verify()
+    assert_same(*both_paths(g, spikes(rng, g, 4, 15, p=0.4), monkeypatch))
