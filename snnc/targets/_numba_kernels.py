@@ -1,0 +1,208 @@
+"""numba kernels of the compiled simulator; imported by :mod:`snnc.targets.kernels` only when numba
+is installed. Module-level functions, so that numba's on-disk cache (``cache=True``) is reused
+across processes (a kernel that calls a jitted closure is recompiled in every process)."""
+
+# ruff: noqa: E501 - the kernels' arithmetic reads best on one line
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_rows(row, wt, idx, q, end):
+    # row += sum of the weight rows wt[idx[q:end]]: eight rows per pass (the sums are loaded
+    # and stored 8x less often), whole rows indexed from 0 (no slice bookkeeping; LLVM
+    # vectorises the loop).
+    acc = row.dtype.type
+    while q + 8 <= end:
+        w1, w2, w3, w4 = wt[idx[q]], wt[idx[q + 1]], wt[idx[q + 2]], wt[idx[q + 3]]
+        w5, w6, w7, w8 = wt[idx[q + 4]], wt[idx[q + 5]], wt[idx[q + 6]], wt[idx[q + 7]]
+        for o in range(row.shape[0]):
+            row[o] += ((acc(w1[o]) + w2[o]) + (acc(w3[o]) + w4[o])) + (
+                (acc(w5[o]) + w6[o]) + (acc(w7[o]) + w8[o])
+            )
+        q += 8
+    while q < end:
+        w1 = wt[idx[q]]
+        for o in range(row.shape[0]):
+            row[o] += w1[o]
+        q += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def dense(s, wt, fan, out, synops, i0, i1):
+    # Event-driven (Lava's Dense sums weight[:, s], §2.2): per step, the rows of the inputs
+    # that spiked are added. SynOps are counted on the way (this loop reads every input).
+    n, t, m = s.shape
+    idx = np.empty(t * m + 1, np.int32)  # the inputs that spiked, step by step
+    ptr = np.zeros(t + 1, np.int64)
+    for i in range(i0, i1):
+        c = 0
+        ops = 0
+        for k in range(t):
+            for f in range(m):  # branch-free: a mispredicted branch costs more than a store
+                idx[c] = f
+                spiked = s[i, k, f] != 0
+                c += spiked
+                ops += fan[f] * spiked
+            ptr[k + 1] = c
+        synops[i] = ops
+        for k in range(t):
+            row = out[i, k]
+            row[:] = 0
+            _add_rows(row, wt, idx, ptr[k], ptr[k + 1])
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_dot(s, wd, out, i0, i1):
+    # Few outputs and many spikes: a product of the spike row with each weight row is cheaper
+    # than adding a short weight row per spike.
+    n, t, m = s.shape
+    for i in range(i0, i1):
+        for k in range(t):
+            srow = s[i, k]
+            row = out[i, k]
+            for o in range(wd.shape[0]):
+                wr = wd[o]
+                acc = 0
+                for f in range(m):
+                    acc += wr[f] * srow[f]
+                row[o] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_event(s, c_in, in_hwc, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, wrap, i0, i1):
+    # Scatter form, for sparse inputs: every input spike adds its weight row (input channel x
+    # tap) to the C_out currents of each output position it reaches.
+    n, t, m = s.shape
+    hw = m // c_in
+    o_all = wc.shape[1]
+    og = o_all // groups
+    cg = c_in // groups
+    for i in range(i0, i1):
+        for k in range(t):
+            row = out[i, k]
+            for p in range(hw):
+                for ch in range(c_in):
+                    if not s[i, k, p * c_in + ch if in_hwc else ch * hw + p]:
+                        continue
+                    g = ch // cg if groups > 1 else 0
+                    r0 = (ch - g * cg) * kt
+                    for e in range(ip_ptr[p], ip_ptr[p + 1]):
+                        dst = row[ip_op[e] * o_all + g * og : ip_op[e] * o_all + g * og + og]
+                        wv = wc[r0 + ip_tap[e], g * og : g * og + og]
+                        for o in range(og):
+                            dst[o] += wv[o]
+            if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
+                for j in range(row.shape[0]):
+                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"})
+def conv_gemm(s, c_in, h, w_in, in_hwc, wg, kh, kw, geo, groups, out, i0, i1):
+    # Dense form (im2col), for busy inputs: per sample, P[(group, ch, tap), (step, position)]
+    # holds the spike each output position sees through each tap; each output channel's
+    # currents over all steps and positions are then long vectorised multiply-adds of weight
+    # x P rows, in float32: exact, because the plan uses this kernel only while every sum
+    # (and so every partial sum, fused or not) is an integer below 2**24.
+    n, t, m = s.shape
+    sy, sx, py, px, dy, dx, oh, ow = geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7]
+    o_all, rg8 = wg.shape  # rg8: (C_in / groups) x taps, padded to a multiple of 8
+    kt = kh * kw
+    n_op = oh * ow
+    og = o_all // groups
+    cg = c_in // groups
+    tb = max(1, min(t, 40960 // (groups * rg8 * n_op)))  # steps per block: P stays in L2
+    cols = tb * n_op
+    pm = np.zeros((groups * rg8, cols), np.float32)  # entries off the input (padding) stay 0
+    acc = np.empty((o_all, cols), np.float32)
+    cstep = 1 if in_hwc else h * w_in  # input index = y * ystep + x * xstep + ch * cstep
+    ystep = w_in * c_in if in_hwc else w_in
+    xstep = c_in if in_hwc else 1
+    for i in range(i0, i1):
+        for k0 in range(0, t, tb):
+            k1 = min(t, k0 + tb)
+            cb = (k1 - k0) * n_op
+            for ch in range(c_in):
+                g = ch // cg
+                for ky in range(kh):
+                    oy0 = max(0, (py - ky * dy + sy - 1) // sy)  # first oy with y >= 0
+                    oy1 = min(oh, (h - 1 + py - ky * dy) // sy + 1)
+                    for kx in range(kw):
+                        ox0 = max(0, (px - kx * dx + sx - 1) // sx)
+                        ox1 = min(ow, (w_in - 1 + px - kx * dx) // sx + 1)
+                        prow = pm[g * rg8 + (ch - g * cg) * kt + ky * kw + kx]
+                        for k in range(k0, k1):
+                            srow = s[i, k]
+                            for oy in range(oy0, oy1):
+                                src = (oy * sy - py + ky * dy) * ystep + ch * cstep
+                                dst = (k - k0) * n_op + oy * ow
+                                for ox in range(ox0, ox1):
+                                    prow[dst + ox] = srow[src + (ox * sx - px + kx * dx) * xstep]
+            for o in range(o_all):
+                row = acc[o]
+                row[:cb] = 0
+                base = (o // og) * rg8
+                w = wg[o]
+                for r in range(0, rg8, 8):  # eight P rows per pass over the sums
+                    w1, w2, w3, w4 = w[r], w[r + 1], w[r + 2], w[r + 3]
+                    w5, w6, w7, w8 = w[r + 4], w[r + 5], w[r + 6], w[r + 7]
+                    if (
+                        w1 == 0
+                        and w2 == 0
+                        and w3 == 0
+                        and w4 == 0
+                        and w5 == 0
+                        and w6 == 0
+                        and w7 == 0
+                        and w8 == 0
+                    ):
+                        continue
+                    p1, p2, p3, p4 = pm[base + r], pm[base + r + 1], pm[base + r + 2], pm[base + r + 3]
+                    p5, p6, p7, p8 = (
+                        pm[base + r + 4],
+                        pm[base + r + 5],
+                        pm[base + r + 6],
+                        pm[base + r + 7],
+                    )
+                    for j in range(cb):
+                        row[j] += ((w1 * p1[j] + w2 * p2[j]) + (w3 * p3[j] + w4 * p4[j])) + (
+                            (w5 * p5[j] + w6 * p6[j]) + (w7 * p7[j] + w8 * p8[j])
+                        )
+            dst = out[i, k0:k1].reshape(cb, o_all)  # (step, position) x channel: channels-last
+            for c in range(cb):
+                for o in range(o_all):
+                    dst[c, o] = acc[o, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def lif(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
+    # a[:, k] is the synapse's output at step k; the neuron receives it at k + 1 (§2.2, §2.5).
+    # Two loops per step (current, then voltage and spikes): each touches few arrays, so
+    # LLVM vectorises both. counts[i, j]: spikes of neuron j in sample i.
+    n, t, m = a.shape
+    w = 1 << 23
+    u = np.empty(m, np.int64)
+    v = np.empty(m, np.int64)
+    for i in range(i0, i1):
+        u[:] = 0
+        v[:] = 0
+        cnt = counts[i]
+        for k in range(t):
+            if k > 0:
+                x = a[i, k - 1]
+                for j in range(m):
+                    d = u[j] * keep_u
+                    uj = ((d + ((d >> 63) & 4095)) >> 12) + (np.int64(x[j]) << 6)  # toward 0
+                    u[j] = uj - 2 * w * (uj > w) + 2 * w * (uj <= -w)  # Lava's 24-bit wrap
+            row = out[i, k]
+            for j in range(m):
+                d = v[j] * keep_v
+                vj = min(max(((d + ((d >> 63) & 4095)) >> 12) + u[j] + b[j], -w + 1), w - 1)
+                sp = vj > vth
+                row[j] = sp
+                v[j] = vj * (1 - sp)  # reset v only
+            for j in range(m):
+                cnt[j] += row[j]
