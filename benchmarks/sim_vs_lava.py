@@ -180,6 +180,10 @@ def main() -> None:
         proc_sec = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"snnc simulate failed: {proc.stderr.strip()}")
+        # the same command on one sample and one step: the process's fixed start-up cost
+        np.save(tmp / "x1.npy", x2[:1, :, :1])
+        small = [*cmd[:5], "--input", str(tmp / "x1.npy"), "--output", str(tmp / "y1.npy"), "--quiet"]
+        startup = best_of(lambda: subprocess.run(small, env=env, capture_output=True, check=True), 3)
         y2 = np.load(tmp / "y.npy")
         y_l2, _, _ = lava_timed(net, x2[0], warm)
         mism2 = int(np.sum(y2[0] != y_l2))
@@ -227,6 +231,10 @@ def main() -> None:
     for name, lava_s, sim_s, target, mism, spk in rows:
         ratio = lava_s / sim_s
         print(f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x " f"{mism:10d} {spk:10d}")
+    print(
+        f"`snnc simulate` start-up (N=1, T=1, best of 3): {startup:.2f} s; the N={n2}, T={t2} run took "
+        f"{proc_sec:.2f} s, so {(proc_sec - startup) / (n2 * t2):.2e} s per sample-step after start-up"
+    )
     from snnc.targets import kernels
 
     on = kernels.kernels() is not None
