@@ -58,6 +58,13 @@ def register(cli: click.Group) -> None:
         help="Batches per activity-scoring window.",
     )
     @click.option(
+        "--distill",
+        type=click.FloatRange(0, 1),
+        default=None,
+        help="Weight of knowledge distillation from the unpruned model (0 = cross-entropy only; "
+        "default 0.9 for sca, criticality, l1 and random, 0 for relief and switcher).",
+    )
+    @click.option(
         "-o",
         "--output",
         type=click.Path(dir_okay=False),
@@ -92,6 +99,7 @@ def register(cli: click.Group) -> None:
         batch_size,
         train_limit,
         window,
+        distill,
         output,
         report_path,
         plot_dir,
@@ -129,6 +137,7 @@ def register(cli: click.Group) -> None:
             train_limit=train_limit,
             seed=seed,
             window=window,
+            distill=distill,
         )
         cfg = with_data_defaults(cfg, header, dataset=dataset, steps=steps)
         _init_distributed()

@@ -16,6 +16,7 @@ weights and masks.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -42,6 +43,9 @@ from snnc.train import evaluate
 from snnc.ui import Reporter
 
 RESUME_FORMAT = "snnc-prune-resume"
+# Measured on digits for sca and criticality (docs/methods.md, "Measured"). Relief and switcher are
+# not measured with it; on switcher it raised the conv layers' SynOps more than FC pruning saved.
+DISTILL_DEFAULT = 0.9
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class PruneConfig:
     ``sparsity``: fraction of conv channels removed (sca, criticality, l1, random) or of connections
     removed (relief: conv + dense weights; switcher: dense weights). ``window``: batches per scoring
     window. ``val_limit``/``test_limit``: evaluate on the first N samples (None = all).
+    ``distill``: weight of knowledge distillation from the frozen unpruned model at temperature
+    ``distill_temperature`` (:func:`distill_loss`; 0 = cross-entropy only); None = the method's
+    default, :data:`DISTILL_DEFAULT` for channel methods, 0 for relief and switcher.
     """
 
     method: str
@@ -71,11 +78,19 @@ class PruneConfig:
     alpha_fc: float = 0.95
     switcher_lambda: float = 0.01
     switcher_lr: float = 0.05
+    distill: float | None = None
+    distill_temperature: float = 4.0
     val_limit: int | None = 1000
     test_limit: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def distill_weight(self) -> float:
+        if self.distill is not None:
+            return self.distill
+        return DISTILL_DEFAULT if self.method in CHANNEL_METHODS else 0.0
 
 
 def validate(cfg: PruneConfig, model: SpikingNet) -> None:
@@ -86,6 +101,10 @@ def validate(cfg: PruneConfig, model: SpikingNet) -> None:
         raise UsageError(f"--sparsity must be in [0, 1), got {cfg.sparsity}")
     if cfg.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {cfg.epochs}")
+    if not (0.0 <= cfg.distill_weight <= 1.0):
+        raise UsageError(f"--distill must be in [0, 1], got {cfg.distill}")
+    if cfg.distill_temperature <= 0:
+        raise UsageError(f"distill_temperature must be > 0, got {cfg.distill_temperature}")
     if cfg.method in CHANNEL_METHODS and not M.channel_targets(model):
         raise UsageError(
             f"method {cfg.method!r} prunes conv channels but the model "
@@ -374,6 +393,8 @@ def prune(
     if cfg.method == "switcher":
         switcher = Switcher()
         sw_opt = torch.optim.SGD(switcher.parameters(), lr=cfg.switcher_lr, momentum=0.9)
+    # The teacher is the unpruned input model, copied before a resume checkpoint overwrites it.
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.distill_weight > 0 else None
     st = _State()
     resume_path = Path(resume_path) if resume_path else None
     resumed = False
@@ -428,7 +449,9 @@ def prune(
                     continue
                 if mon is not None and bi == window_start:
                     mon.start()
-                loss, counts = train_step(model, opt, spikes, yb)
+                loss, counts = train_step(
+                    model, opt, spikes, yb, teacher, cfg.distill_weight, cfg.distill_temperature
+                )
                 loss_sum += float(loss) * len(yb)
                 correct += int((counts.argmax(1) == yb).sum())
                 seen += len(yb)
@@ -510,6 +533,7 @@ def prune(
         "train_seconds": st.train_seconds,
         "scoring_overhead": st.scoring_seconds / st.train_seconds if st.train_seconds else None,
         "regenerated_total": st.regenerated_total,
+        "distill_weight": cfg.distill_weight,
         "resumed": resumed,
         "world_size": world,
         "rank_digests": digests,
@@ -553,14 +577,53 @@ def _rank_digests(model: SpikingNet) -> list[str]:
     return [bytes(g.tolist()).hex() for g in gathered]
 
 
+def distill_loss(
+    counts: torch.Tensor,
+    teacher_counts: torch.Tensor,
+    labels: torch.Tensor,
+    weight: float,
+    temperature: float,
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton, Vinyals, Dean 2015, arXiv:1503.02531, sec. 2) on output
+    spike counts ``(N, classes)``::
+
+        (1 - a) CE(counts, labels) + a T^2 KL(softmax(teacher / T) || softmax(counts / T))
+
+    ``a = weight``, ``T = temperature``; ``T^2`` keeps the soft term's gradient on the scale of the
+    hard term's."""
+    ce = F.cross_entropy(counts, labels)
+    if weight <= 0:
+        return ce
+    t = temperature
+    kl = F.kl_div(
+        F.log_softmax(counts / t, 1),
+        F.log_softmax(teacher_counts / t, 1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - weight) * ce + weight * t * t * kl
+
+
 def train_step(
-    model: SpikingNet, opt: torch.optim.Optimizer, spikes: torch.Tensor, labels: torch.Tensor
+    model: SpikingNet,
+    opt: torch.optim.Optimizer,
+    spikes: torch.Tensor,
+    labels: torch.Tensor,
+    teacher: SpikingNet | None = None,
+    distill: float = 0.0,
+    temperature: float = 4.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One masked optimizer step on spikes ``(N, *input_shape, T)``: gradients averaged over ranks,
-    pruned parameters' gradients and moments zeroed, pruned connections held at 0. Returns (loss,
-    output spike counts ``(N, classes)``)."""
+    pruned parameters' gradients and moments zeroed, pruned connections held at 0. With a
+    ``teacher`` (the frozen unpruned net), the loss is :func:`distill_loss` with weight
+    ``distill``. Returns (loss, output spike counts ``(N, classes)``)."""
     counts = model(spikes).sum(-1)
-    loss = F.cross_entropy(counts, labels)
+    if teacher is not None and distill > 0:
+        with torch.no_grad():
+            teacher_counts = teacher(spikes).sum(-1)
+        loss = distill_loss(counts, teacher_counts, labels, distill, temperature)
+    else:
+        loss = F.cross_entropy(counts, labels)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     _all_reduce_mean([p.grad for p in model.parameters() if p.grad is not None])

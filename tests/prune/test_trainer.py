@@ -9,7 +9,7 @@ import torch
 
 from snnc.prune import CHANNEL_METHODS, METHODS
 from snnc.prune.masks import channel_targets
-from snnc.prune.trainer import PruneConfig, prune
+from snnc.prune.trainer import PruneConfig, distill_loss, prune
 
 BASE_STEPS = 16  # the base convnet of conftest.py is trained with T=16
 TINY = dict(epochs=2, steps=8, batch_size=32, train_limit=128, val_limit=64, test_limit=64)
@@ -72,13 +72,37 @@ def test_regenerated_channel_revives_and_trains(base_convnet):
     assert revived == rep["regenerated_total"]
 
 
+def test_distill_loss_reduces_to_its_terms():
+    g = torch.Generator().manual_seed(0)
+    counts = torch.randint(0, 17, (8, 10), generator=g).float()
+    teacher = torch.randint(0, 17, (8, 10), generator=g).float()
+    labels = torch.randint(0, 10, (8,), generator=g)
+    ce = torch.nn.functional.cross_entropy(counts, labels)
+    assert torch.equal(distill_loss(counts, teacher, labels, 0.0, 4.0), ce)
+    # Student equal to teacher: the KL term vanishes and only (1 - a) CE is left.
+    assert torch.allclose(distill_loss(counts, counts, labels, 0.9, 4.0), 0.1 * ce)
+    # Pure distillation, by hand: T^2 sum p_t (log p_t - log p_s) / N.
+    p_t = torch.softmax(teacher / 4, 1)
+    kl = (p_t * (p_t.log() - torch.log_softmax(counts / 4, 1))).sum(1).mean()
+    assert torch.allclose(distill_loss(counts, teacher, labels, 1.0, 4.0), 16 * kl)
+
+
+def test_distillation_defaults_on_for_channel_methods_only():
+    assert PruneConfig(method="sca", sparsity=0.5).distill_weight == 0.9
+    assert PruneConfig(method="criticality", sparsity=0.5).distill_weight == 0.9
+    assert PruneConfig(method="switcher", sparsity=0.5).distill_weight == 0.0
+    assert PruneConfig(method="relief", sparsity=0.5, distill=0.3).distill_weight == 0.3
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sca", "criticality"])
 def test_half_the_channels_removed_with_bounded_accuracy_drop(base_convnet, method):
-    """Half the conv channels go; accuracy stays within 4 pt of the unpruned net on digits.
+    """Half the conv channels go; accuracy stays within 2 pt of the unpruned net on digits (360 test
+    digits, the same encoding before and after), with 16 epochs and distillation.
 
-    The target of the design is 1 pt; measured at this budget (8 pruning epochs) the drop is 1.7-2.8 pt
-    (docs/methods.md), so this asserts what is achieved, not the target.
+    The design's target is 1 pt. It is not met robustly: measured drops are -0.8 to 1.7 pt over
+    seeds and base runs (docs/methods.md, "Measured"), so this asserts what is achieved, not the
+    target.
     """
     from snnc import data as D
     from snnc.train import evaluate
@@ -86,12 +110,21 @@ def test_half_the_channels_removed_with_bounded_accuracy_drop(base_convnet, meth
     base = base_convnet[1]
     x, y = D.load("digits").test
     base_acc = evaluate(base, x, y, BASE_STEPS, "rate", seed=0)
-    assert base_acc > 0.9
+    assert base_acc > 0.95
     model = copy.deepcopy(base)
     _, rep = prune(
         model,
-        PruneConfig(method=method, sparsity=0.5, epochs=8, steps=BASE_STEPS, batch_size=32, lr=5e-3),
+        PruneConfig(
+            method=method,
+            sparsity=0.5,
+            epochs=16,
+            steps=BASE_STEPS,
+            batch_size=32,
+            lr=5e-3,
+            distill=0.9,
+            seed=0,
+        ),
     )
     assert rep["accuracy_before"] == base_acc
     assert rep["channel_sparsity"] >= 0.5
-    assert rep["accuracy_after"] >= base_acc - 0.04, (rep["accuracy_after"], base_acc)
+    assert rep["accuracy_after"] >= base_acc - 0.02 - 1e-9, (rep["accuracy_after"], base_acc)
