@@ -117,6 +117,12 @@ def cli() -> None:
     default=None,
     help="Use only the first N training samples.",
 )
+@click.option(
+    "--val-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validate each epoch on the first N validation samples only (default: all).",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
 @click.option(
     "-o",
@@ -137,6 +143,7 @@ def train(
     hidden,
     channels,
     train_limit,
+    val_limit,
     device,
     output,
     seed,
@@ -169,6 +176,7 @@ def train(
         device=device,
         arch_config=arch_config,
         train_limit=train_limit,
+        val_limit=val_limit,
     )
     model, result = run_train(cfg, reporter(quiet, as_json))
     meta = {

@@ -32,6 +32,7 @@ class TrainConfig:
     device: str = "auto"
     arch_config: dict = field(default_factory=dict)
     train_limit: int | None = None
+    val_limit: int | None = None  # validate on the first N validation samples (None = all)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +147,10 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNe
                 model, opt, x, y, cfg.steps, cfg.encoding, cfg.batch_size, gen, device, advance
             )
         sched.step()
-        val = evaluate(model, *ds.val, cfg.steps, cfg.encoding, seed=cfg.seed)
+        xv, yv = ds.val
+        val = evaluate(
+            model, xv[: cfg.val_limit], yv[: cfg.val_limit], cfg.steps, cfg.encoding, seed=cfg.seed
+        )
         history.append(
             {
                 "epoch": epoch + 1,

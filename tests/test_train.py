@@ -25,3 +25,20 @@ def test_same_seed_byte_identical_state_dict(tmp_path):
     for name, m in (("a", a), ("b", b)):
         checkpoint.save_model(tmp_path / f"{name}.pt", m, {"dataset": "digits"}, {"seed": 7})
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+
+
+def test_val_limit_validates_on_the_first_samples_only(monkeypatch):
+    import snnc.train as T
+
+    seen = []
+    real = T.evaluate
+
+    def spy(model, x, y, *args, **kw):
+        seen.append(len(x))
+        return real(model, x, y, *args, **kw)
+
+    monkeypatch.setattr(T, "evaluate", spy)
+    _, result = train(TrainConfig(dataset="digits", arch="mlp", epochs=2, train_limit=100, val_limit=37))
+    assert seen[:2] == [37, 37]  # per-epoch validation
+    assert seen[2] > 37  # the test split stays whole
+    assert all(round(h["val_acc"] * 37, 6).is_integer() for h in result["history"])
