@@ -161,18 +161,11 @@ def main() -> None:
         n2, t2 = 1024, 100
         x2 = (rng.random((n2, 784, t2)) < 0.2).astype(np.int8)
         np.save(tmp / "x.npy", x2)
-        cmd = [
-            sys.executable,
-            "-m",
-            "snnc",
-            "simulate",
-            net,
-            "--input",
-            str(tmp / "x.npy"),
-            "--output",
-            str(tmp / "y.npy"),
-            "--quiet",
-        ]
+
+        def simulate_cmd(x: str, y: str) -> list[str]:
+            return [sys.executable, "-m", "snnc", "simulate", net, "--input", x, "--output", y, "--quiet"]
+
+        cmd = simulate_cmd(str(tmp / "x.npy"), str(tmp / "y.npy"))
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()
@@ -182,7 +175,7 @@ def main() -> None:
             raise SystemExit(f"snnc simulate failed: {proc.stderr.strip()}")
         # the same command on one sample and one step: the process's fixed start-up cost
         np.save(tmp / "x1.npy", x2[:1, :, :1])
-        small = [*cmd[:5], "--input", str(tmp / "x1.npy"), "--output", str(tmp / "y1.npy"), "--quiet"]
+        small = simulate_cmd(str(tmp / "x1.npy"), str(tmp / "y1.npy"))
         startup = best_of(lambda: subprocess.run(small, env=env, capture_output=True, check=True), 3)
         y2 = np.load(tmp / "y.npy")
         y_l2, _, _ = lava_timed(net, x2[0], warm)

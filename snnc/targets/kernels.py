@@ -37,6 +37,7 @@ import numpy as np
 
 from snnc.compile.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError
+from snnc.targets.sim import _check_integer, _prepared
 
 _WRAP = 2**23
 _KERNELS: dict = {}
@@ -49,11 +50,13 @@ def kernels() -> dict | None:
         return _KERNELS
     if _KERNELS.get("missing"):
         return None
-    try:
-        from snnc.targets import _numba_kernels as nk
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:  # only a missing numba falls back; other errors raise
         _KERNELS["missing"] = True
         return None
+    from snnc.targets import _numba_kernels as nk
+
     _KERNELS.update(
         dense=nk.dense, dense_dot=nk.dense_dot, conv_event=nk.conv_event, conv_gemm=nk.conv_gemm, lif=nk.lif
     )
@@ -99,8 +102,7 @@ def _parallel(kernel, n: int, *args) -> None:
 def _int_weights(name: str, w: np.ndarray) -> np.ndarray:
     """Integer mantissas in the narrowest exact type of int16 / int32 / int64."""
     w = np.asarray(w)
-    if w.size and not np.all(w == np.round(w)):
-        raise SnncError(f"{name}: a fixed-point graph needs integer weights; run quantize first")
+    _check_integer(name, w)
     big = float(np.abs(w).max(initial=0))
     dt = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
     return w.astype(dt)
@@ -262,8 +264,6 @@ class _Plan:
 
 def plan(graph: Graph) -> _Plan:
     """The graph's prepared operands (cached on the graph object)."""
-    from snnc.targets.sim import _prepared
-
     return _prepared(graph, "kernel-plan", lambda: _Plan(graph))
 
 
