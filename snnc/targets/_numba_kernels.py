@@ -178,6 +178,83 @@ def conv_gemm(s, c_in, h, w_in, in_hwc, wg, kh, kw, geo, groups, out, i0, i1):
 
 
 @numba.njit(cache=True, nogil=True)
+def conv_lut(s, idx, lut, o_all, out, wrap, i0, i1):
+    # Table form, for busy inputs: an output position's receptive field is cut into bytes of 8
+    # (tap, channel) inputs, and each byte indexes a table holding the sums of the 8 weights for
+    # every spike pattern (built once by the plan), so a position costs one vector add of its
+    # group's output currents per 8 inputs instead of 8 multiply-adds. idx[op, q, b]: where bit
+    # b of byte q of position op is in the step's spike row (a zero past the row for taps off
+    # the input).
+    n, t, m = s.shape
+    n_op, nb, _ = idx.shape
+    og = lut.shape[2]
+    groups = o_all // og
+    nq = nb // groups
+    buf = np.zeros(m + 8, np.uint8)  # the step's spikes, then zeros
+    acc = np.zeros(og, lut.dtype)
+    for i in range(i0, i1):
+        for k in range(t):
+            src = s[i, k]
+            for j in range(m):
+                buf[j] = src[j]
+            row = out[i, k]
+            for op in range(n_op):
+                for g in range(groups):
+                    acc[:] = 0
+                    for q in range(g * nq, (g + 1) * nq):
+                        e = idx[op, q]
+                        b = (
+                            ((buf[e[0]] | (buf[e[1]] << 1)) | ((buf[e[2]] << 2) | (buf[e[3]] << 3)))
+                            | ((buf[e[4]] << 4) | (buf[e[5]] << 5))
+                            | ((buf[e[6]] << 6) | (buf[e[7]] << 7))
+                        )
+                        tb = lut[q, b]
+                        for o in range(og):
+                            acc[o] += tb[o]
+                    row[op * o_all + g * og : op * o_all + g * og + og] = acc
+            if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
+                for j in range(row.shape[0]):
+                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_lut_words(s, start, lut, o_all, out, wrap, i0, i1):
+    # conv_lut when every byte's 8 inputs are 8 consecutive spikes from a multiple of 8 (channels-
+    # last, 8k channels per group): a byte is read as one 64-bit word and packed by a multiply
+    # (bit k of the top byte of x * 0x0102040810204080 is the low bit of x's byte k).
+    # start[op, q]: the byte's first spike in the step's row (a zero word past it when off the
+    # input).
+    n, t, m = s.shape
+    n_op, nb = start.shape
+    og = lut.shape[2]
+    groups = o_all // og
+    nq = nb // groups
+    buf = np.zeros((m + 15) // 8 * 8, np.uint8)
+    w64 = buf.view(np.uint64)
+    magic = np.uint64(0x0102040810204080)
+    top = np.uint64(56)
+    acc = np.zeros(og, lut.dtype)
+    for i in range(i0, i1):
+        for k in range(t):
+            src = s[i, k]
+            for j in range(m):
+                buf[j] = src[j]
+            row = out[i, k]
+            for op in range(n_op):
+                st = start[op]
+                for g in range(groups):
+                    acc[:] = 0
+                    for q in range(g * nq, (g + 1) * nq):
+                        tb = lut[q, (w64[st[q] >> 3] * magic) >> top]
+                        for o in range(og):
+                            acc[o] += tb[o]
+                    row[op * o_all + g * og : op * o_all + g * og + og] = acc
+            if wrap:
+                for j in range(row.shape[0]):
+                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+
+
+@numba.njit(cache=True, nogil=True)
 def lif(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
     # a[:, k] is the synapse's output at step k; the neuron receives it at k + 1 (§2.2, §2.5).
     # Two loops per step (current, then voltage and spikes): each touches few arrays, so
@@ -206,3 +283,49 @@ def lif(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
                 v[j] = vj * (1 - sp)  # reset v only
             for j in range(m):
                 cnt[j] += row[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def lif_f64(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
+    # lif with u and v held in float64 (AVX2 has no int64 multiply; float64 has 53 exact bits):
+    # u * keep < 2**35 and the scale by 2**-12 are exact, trunc() is Lava's round toward zero,
+    # and every sum stays below 2**53 when |a| < 2**46 (the plan checks), so each value equals
+    # the int64 kernel's.
+    n, t, m = a.shape
+    w = float(1 << 23)
+    ku = keep_u / 4096.0
+    kv = keep_v / 4096.0
+    th = float(vth)
+    bf = b.astype(np.float64)
+    u = np.empty(m, np.float64)
+    v = np.empty(m, np.float64)
+    for i in range(i0, i1):
+        u[:] = 0.0
+        v[:] = 0.0
+        cnt = counts[i]
+        for k in range(t):
+            if k > 0:
+                x = a[i, k - 1]
+                for j in range(m):
+                    uj = np.trunc(u[j] * ku) + np.float64(x[j]) * 64.0
+                    u[j] = uj - 2.0 * w * (uj > w) + 2.0 * w * (uj <= -w)  # Lava's 24-bit wrap
+            row = out[i, k]
+            for j in range(m):
+                vj = min(max(np.trunc(v[j] * kv) + u[j] + bf[j], -w + 1.0), w - 1.0)
+                sp = vj > th
+                row[j] = sp
+                v[j] = vj * (1.0 - sp)  # reset v only
+            for j in range(m):
+                cnt[j] += row[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def input_counts(x, counts, i0, i1):
+    # counts[i, j]: spikes of input j in sample i, from x (N, M, T) as given (steps last).
+    n, m, t = x.shape
+    for i in range(i0, i1):
+        for j in range(m):
+            c = 0
+            for k in range(t):
+                c += x[i, j, k]
+            counts[i, j] = c

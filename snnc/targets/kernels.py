@@ -14,7 +14,13 @@ benchmarks/README.md):
 - ``conv_event``: every input spike adds its (channel, tap) weight row to the currents of each
   output position it reaches; for sparse inputs.
 - ``conv_gemm``: im2col, then long multiply-adds in float32 (exact below 2**24); for busy inputs.
-- ``lif``: Lava's fixed-point CUBA-LIF (§2.1) in int64, two vectorised loops per step.
+- ``conv_lut`` / ``conv_lut_words``: a position's receptive field in bytes of 8 (tap, channel)
+  inputs, each byte indexing a table of the sums of its 8 weights for every spike pattern (one
+  vector add per 8 inputs); for busy inputs when the table fits in cache. With 8k channels per group
+  held channels-last, a byte's spikes are one 64-bit word, packed by a multiply.
+- ``lif_f64`` / ``lif``: Lava's fixed-point CUBA-LIF (§2.1), in float64 (exact: every value is an
+  integer below 2**53; AVX2 has no int64 multiply) when the currents are int16/int32, else in int64.
+- ``input_counts``: spikes per input neuron (the conv cost model and SynOps need them).
 
 Layouts. A layer's values are ``(N, T, M)``, ``M`` its neurons flattened; (C, H, W) layers made
 here are held channels-last, ``(H, W, C)``, so that one position's output channels are one
@@ -41,7 +47,8 @@ from snnc.targets.sim import _check_integer, _prepared
 
 _WRAP = 2**23
 _KERNELS: dict = {}
-FORCE_CONV: str | None = None  # "event" or "gemm" picks the conv kernel (tests compare both)
+FORCE_CONV: str | None = None  # "event", "gemm" or "lut" picks the conv kernel (tests compare all)
+CHUNK_ELEMENTS = 1 << 22  # samples x steps x widest layer per chunk (fewer thread hand-offs)
 
 
 def kernels() -> dict | None:
@@ -58,7 +65,15 @@ def kernels() -> dict | None:
     from snnc.targets import _numba_kernels as nk
 
     _KERNELS.update(
-        dense=nk.dense, dense_dot=nk.dense_dot, conv_event=nk.conv_event, conv_gemm=nk.conv_gemm, lif=nk.lif
+        dense=nk.dense,
+        dense_dot=nk.dense_dot,
+        conv_event=nk.conv_event,
+        conv_gemm=nk.conv_gemm,
+        conv_lut=nk.conv_lut,
+        conv_lut_words=nk.conv_lut_words,
+        lif=nk.lif,
+        lif_f64=nk.lif_f64,
+        input_counts=nk.input_counts,
     )
     return _KERNELS
 
@@ -220,6 +235,7 @@ class _Plan:
             wg[:, : cg * kt] = wi.reshape(o_all, cg * kt)
             geo = np.array([*stride, *pad, *dil, oh, ow], dtype=np.int64)
             gather = (c, h, w_in, in_hwc, wg, kh, kw, geo, groups)
+        table = _lut(wi, groups, (h, w_in), (oh, ow), stride, pad, dil, in_hwc, bound)
         # Cost per step in ns, fitted on the benchmark's two convs (2.8 GHz AVX2): scatter ~ 5 per
         # input read + 5 per (spike, tap) per 16 channels (short runs stay scalar); im2col ~ 2
         # per P entry written and output read back + 0.08 per multiply-add.
@@ -232,7 +248,9 @@ class _Plan:
         nzp = np.zeros((c, h * w_in), np.int64)
         np.add.at(nzp.T, op_inp, nz.T[op_tap])
         fan = np.ascontiguousarray(nzp.T.reshape(-1) if in_hwc else nzp.reshape(-1))
-        return scatter, gather, (scan, per_spike, dense), fan, acc, bound >= _WRAP
+        if table is not None:
+            dense = min(dense, table[4])
+        return scatter, gather, table, (scan, per_spike, dense), fan, acc, bound >= _WRAP
 
     @staticmethod
     def _neuron(node, shape, hwc: bool) -> tuple:
@@ -262,6 +280,51 @@ class _Plan:
         )
 
 
+_LUT_BYTES = 1 << 20  # a larger table no longer sits in cache
+
+
+def _lut(wi, groups, in_hw, out_hw, stride, pad, dil, in_hwc: bool, bound: float):
+    """Operands of ``conv_lut``: ``(idx, words, table, C_out, cost ns per step)``, or None when the table
+    would be large or its sums need int64.
+
+    A group's inputs are ordered (tap, channel), channel fastest, and padded with zero weights to
+    whole bytes of 8; ``table[g * nq + q, b]`` sums the weights (all of the group's outputs) of the
+    bits set in ``b`` for byte ``q``.
+    """
+    o_all, cg, kh, kw = wi.shape
+    og, kt = o_all // groups, kh * kw
+    (h, w_in), (oh, ow) = in_hw, out_hw
+    nq = -(-cg * kt // 8)
+    dt = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else None
+    if dt is None or groups * nq * 256 * og * np.dtype(dt).itemsize > _LUT_BYTES:
+        return None
+    c, m = groups * cg, groups * cg * h * w_in
+    # weights per (group, byte, bit, output)
+    we = np.zeros((groups, nq * 8, og), np.int64)
+    we[:, : kt * cg] = wi.reshape(groups, og, cg, kt).transpose(0, 3, 2, 1).reshape(groups, kt * cg, og)
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1  # (pattern, bit)
+    table = np.einsum("pb,qbo->qpo", bits, we.reshape(groups * nq, 8, og)).astype(dt)
+    # where each (position, group, byte, bit) input sits in a step's spike row
+    e = np.arange(nq * 8)
+    tap, ch = e // cg, e % cg
+    oy, ox = np.divmod(np.arange(oh * ow), ow)
+    y = oy[:, None] * stride[0] - pad[0] + (np.minimum(tap, kt - 1) // kw)[None] * dil[0]
+    x = ox[:, None] * stride[1] - pad[1] + (np.minimum(tap, kt - 1) % kw)[None] * dil[1]
+    ok = (tap < kt)[None] & (y >= 0) & (y < h) & (x >= 0) & (x < w_in)  # (op, e)
+    chan = np.arange(groups)[:, None] * cg + ch[None]  # (g, e)
+    pos = (y * w_in + x)[:, None, :]
+    at = pos * c + chan[None] if in_hwc else chan[None] * (h * w_in) + pos
+    pad_at = -(-m // 8) * 8  # zeros past the spikes (the kernels' buffers)
+    idx = np.where(ok[:, None, :], at, pad_at).reshape(oh * ow, groups * nq, 8).astype(np.int32)
+    words = bool(in_hwc and cg % 8 == 0 and c % 8 == 0)
+    if words:
+        idx = idx[:, :, 0]
+    # Cost per step in ns, fitted like the two below on the benchmark's convs: copy the spikes,
+    # then per byte ~6 per 32 outputs, plus ~9 to gather 8 single bits.
+    cost = 0.4 * m + oh * ow * groups * nq * (6 * -(-og // 32) + (0 if words else 9))
+    return np.ascontiguousarray(idx), words, table, o_all, cost
+
+
 def plan(graph: Graph) -> _Plan:
     """The graph's prepared operands (cached on the graph object)."""
     return _prepared(graph, "kernel-plan", lambda: _Plan(graph))
@@ -288,6 +351,8 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
     for kind, name, arg in p.steps:
         if kind == "input":
             vals[name] = s_in.reshape(n, -1, t).transpose(0, 2, 1)  # (N, T, M) view, PyTorch order
+            nspk[name] = np.zeros((n, vals[name].shape[2]), np.int32)
+            _parallel(k["input_counts"], n, s_in.reshape(n, -1, t), nspk[name])
         elif kind == "alias":
             vals[name] = vals[arg]
             if arg in nspk:
@@ -301,10 +366,10 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             cur = np.empty((n, t, o_all), acc)
             # Adding a weight row per spike costs ~ spikes x (O/8 + 8) vector steps, a product of
             # the spike row with every weight row ~ O x M / 8: pick the cheaper.
-            density = nspk[src].sum() / max(n * t * m, 1) if src in nspk else 0.0
+            density = nspk[src].sum(dtype=np.int64) / max(n * t * m, 1)
             if x.flags.c_contiguous and density > o_all / (o_all + 64):
                 _parallel(k["dense_dot"], n, x, wd, cur)
-                synops[name] = int(nspk[src].sum(axis=0) @ fan)
+                synops[name] = int(nspk[src].sum(axis=0, dtype=np.int64) @ fan)
             else:
                 ops = np.zeros(n, np.int64)
                 _parallel(k["dense"], n, x, wt, fan, cur, ops)
@@ -315,14 +380,24 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
                 cur >>= -e  # Lava's arithmetic (floor) shift (§2.2)
             currents[name] = cur
         elif kind == "conv":
-            src, (scatter, gather, (scan, per_spike, dense_cost), fan, acc, wrap) = arg
+            src, (scatter, gather, table, (scan, per_spike, dense_cost), fan, acc, wrap) = arg
             x = vals[src]
-            cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
-            per_input = nspk[src].sum(axis=0) if src in nspk else _input_counts(s_in)
-            busy = scan + per_input.sum() / (n * t) * per_spike > dense_cost
-            if gather is not None and (FORCE_CONV == "gemm" or (busy and FORCE_CONV != "event")):
+            per_input = nspk[src].sum(axis=0, dtype=np.int64)
+            kernel = FORCE_CONV
+            if kernel is None:
+                kernel = "event"
+                if scan + per_input.sum() / (n * t) * per_spike > dense_cost:
+                    lut_cheaper = table is not None and (gather is None or table[4] <= dense_cost)
+                    kernel = "lut" if lut_cheaper else "gemm" if gather is not None else "event"
+            if kernel == "lut" and table is not None:
+                idx, words, tab, o_all, _ = table
+                cur = np.empty((n, t, int(np.prod(p.shapes[name]))), tab.dtype)
+                _parallel(k["conv_lut_words" if words else "conv_lut"], n, x, idx, tab, o_all, cur, wrap)
+            elif kernel == "gemm" and gather is not None:
+                cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
                 _parallel(k["conv_gemm"], n, x, *gather, cur)
             else:
+                cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
                 _parallel(k["conv_event"], n, x, *scatter, cur, wrap)
             currents[name] = cur
             synops[name] = int(per_input @ fan)
@@ -340,7 +415,10 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             b, keep_u, keep_v, vth = params
             spk = np.empty(cur.shape, np.uint8)
             cnt = np.zeros((n, cur.shape[2]), np.int32)
-            _parallel(k["lif"], n, cur, b, keep_u, keep_v, vth, spk, cnt)
+            # float64 is exact while |current| < 2**46 (always for int16/int32 sums) and the
+            # biases and threshold are below 2**46 as well
+            exact = cur.dtype != np.int64 and max(abs(vth), int(np.abs(b).max(initial=0))) < 2**46
+            _parallel(k["lif_f64" if exact else "lif"], n, cur, b, keep_u, keep_v, vth, spk, cnt)
             vals[name] = spk
             nspk[name] = cnt
             counts[name] = int(cnt.sum(dtype=np.int64))
@@ -352,12 +430,6 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
     out_shape = p.shapes[out_name]
     output = _canonical(vals[out_name], out_shape, p.hwc[out_name], p, out_name).astype(np.int8)
     return output, counts, synops, neurons, cores, layers
-
-
-def _input_counts(s_in: np.ndarray) -> np.ndarray:
-    """Spikes per input neuron over the batch and steps, PyTorch order."""
-    n, t = s_in.shape[0], s_in.shape[-1]
-    return s_in.reshape(n, -1, t).sum(axis=(0, 2), dtype=np.int64)
 
 
 def _canonical(a: np.ndarray, shape, hwc: bool, p: _Plan, name: str | None = None) -> np.ndarray:

@@ -485,7 +485,7 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
 
         if kernels.kernels() is not None:
             chunk = lambda g, _sim, s, rec: kernels.run(g, s, rec)  # noqa: E731
-            per = max(per, kernels.threads())  # every thread gets a sample of each chunk
+            per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())
     parts = [chunk(graph, sim, s_in[i : i + per], record) for i in range(0, n, per)]
     output = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
     counts = {k: sum(p[1][k] for p in parts) for k in parts[0][1]}

@@ -102,7 +102,7 @@ def assert_same(compiled, plain) -> None:
     assert compiled.spikes == plain.spikes
 
 
-@pytest.mark.parametrize("conv_kernel", ["event", "gemm", None])
+@pytest.mark.parametrize("conv_kernel", ["event", "gemm", "lut", None])
 @pytest.mark.parametrize("seed", range(8))
 def test_random_conv_graphs_equal_the_numpy_simulator(seed, conv_kernel, monkeypatch):
     rng = np.random.default_rng(seed)
@@ -117,7 +117,7 @@ def test_random_conv_graphs_equal_the_numpy_simulator(seed, conv_kernel, monkeyp
     assert_same(compiled, plain)
 
 
-@pytest.mark.parametrize("conv_kernel", ["event", "gemm"])
+@pytest.mark.parametrize("conv_kernel", ["event", "gemm", "lut"])
 def test_residual_and_zoo_like_graphs_equal_the_numpy_simulator(rng, conv_kernel, monkeypatch):
     monkeypatch.setattr(kernels, "FORCE_CONV", conv_kernel)
     for g in (random_mlp(rng), random_convnet(rng), random_convnet(rng, pool=False), random_residual(rng)):
@@ -172,3 +172,66 @@ def test_add_of_dense_synapses_equals_the_numpy_simulator(rng, monkeypatch):
     edges = (("in", "a"), ("in", "b"), ("a", "add"), ("b", "add"), ("add", "out"))
     g = Graph(nodes, edges, {"precision": "fixed"}).verify()
     assert_same(*both_paths(g, spikes(rng, g, 4, 15, p=0.4), monkeypatch))
+
+
+@pytest.mark.parametrize("scale", [20, 3000, 2**19])  # int16 table, int32 table, sums past 2**23 (wrap)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_table_conv_reads_whole_bytes_of_channels(rng, scale, groups, monkeypatch):
+    """A conv on a channels-last input with 16 channels per group packs each byte from one 64-bit
+    word of spikes (the table kernel's fast read); it must equal the numpy simulator, border taps,
+    stride and the 24-bit wrap included."""
+    monkeypatch.setattr(kernels, "FORCE_CONV", "lut")
+    c = 16 * groups
+    g = fixed_graph(
+        [
+            Input("in", shape=(3, 9, 10)),
+            Conv("c0", weight=rng.integers(-40, 41, (c, 3, 3, 3)), padding=1, neuron=neuron(rng, c)),
+            Conv(
+                "c1",
+                weight=rng.integers(-scale, scale + 1, (8, c // groups, 3, 3)),
+                stride=2,
+                padding=1,
+                groups=groups,
+                neuron=neuron(rng, 8, big=scale > 100),
+            ),
+        ]
+    )
+    tables = {name: arg[1][2] for kind, name, arg in kernels.plan(g).steps if kind == "conv"}
+    assert tables["c0"] is not None and not tables["c0"][1]  # 3 channels: bits gathered one by one
+    assert tables["c1"] is not None and tables["c1"][1]  # whole words
+    assert tables["c1"][2].dtype == (np.int16 if scale == 20 else np.int32)
+    x = spikes(rng, g, 3, 12, p=0.4)
+    compiled, plain = both_paths(g, x, monkeypatch)
+    assert plain.spikes["c0"] > 0 and plain.spikes["c1"] > 0
+    assert_same(compiled, plain)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_float64_lif_equals_the_int64_lif_at_the_extremes(seed):
+    """The float64 LIF (used for int16/int32 currents) against the int64 one on currents that hit
+    the 24-bit wrap of u, the clipping of v, negative decays' rounding toward zero and thresholds
+    at both ends."""
+    nk = pytest.importorskip("snnc.targets._numba_kernels")
+    rng = np.random.default_rng(seed)
+    n, t, m = 3, 40, 257
+    a = np.concatenate(
+        [
+            rng.integers(-(2**31), 2**31, (n, t, m // 3)),
+            rng.integers(-(2**18), 2**18, (n, t, m // 3)),
+            rng.integers(-300, 300, (n, t, m // 6)),
+            rng.integers(-3, 4, (n, t, m - 2 * (m // 3) - m // 6)),  # v of a few units: every +-1 shows
+        ],
+        axis=2,
+    ).astype(np.int32)
+    b = np.concatenate([rng.integers(-(2**20), 2**20, m // 2), rng.integers(-200, 200, m - m // 2)])
+    fired = []
+    settings = [(0, 0, 0), (4096, 4096, 2**23 - 2), (3072, 3840, 64 * 60), (1, 4095, 1), (2000, 3000, 90)]
+    for keep_u, keep_v, vth in settings:
+        ref_out, ref_cnt = np.zeros((n, t, m), np.uint8), np.zeros((n, m), np.int32)
+        out, cnt = np.zeros((n, t, m), np.uint8), np.zeros((n, m), np.int32)
+        nk.lif(a, b, keep_u, keep_v, vth, ref_out, ref_cnt, 0, n)
+        nk.lif_f64(a, b, keep_u, keep_v, vth, out, cnt, 0, n)
+        fired.append(ref_out.mean())
+        np.testing.assert_array_equal(out, ref_out)
+        np.testing.assert_array_equal(cnt, ref_cnt)
+    assert all(0.05 < f < 0.95 for f in fired), fired
