@@ -4,16 +4,12 @@ spikes.
 Three measurements, printed together in one run:
 
 1. MLP 784-512-512-10, batch 1, in-process: Lava's time per step after its build and start-up (a
-first
-   ``run`` of ``--warm`` steps is not timed; the next ``--lava-steps`` are) vs ``simulate()`` on
-   one sample
-   (target >= 100x).
+   first ``run`` of ``--warm`` steps is not timed; the next ``--lava-steps`` are) vs ``simulate()``
+   on one sample (target >= 100x).
 2. The same MLP through the whole ``snnc simulate`` process (interpreter start, file I/O included)
-at
-   N=1024, T=100, per sample-step, vs Lava's per-step time from (1) (target >= 100x).
-3. A conv net (1x28x28 -> conv 16 s2 -> conv 32 s2 -> flatten -> dense 10) at batch 256 vs Lava one
-sample
-   at a time (target >= 1000x).
+   at N=1024, T=100, per sample-step, vs Lava's per-step time from (1) (target >= 100x).
+3. A conv net (1x28x28 -> conv 16 s2 -> conv 32 s2 -> flatten -> dense 10, random weights: both
+   convs fire about half the time) at batch 256 vs Lava one sample at a time (target >= 1000x).
 
 Mismatches: Lava's recorded output of every Lava run is compared with the simulator's output for the
 same sample (the sink at ``net.out``, LAVA_FACTS §2.5). Usage: ``python benchmarks/sim_vs_lava.py

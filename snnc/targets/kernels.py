@@ -9,10 +9,13 @@ Kernels, and when each runs (costs measured on this project's benchmark nets, se
 benchmarks/README.md):
 
 - ``dense``: event-driven, as Lava's Dense sums ``weight[:, s]`` (§2.2): per step the weight rows
-  of the inputs that spiked are added, eight per pass over the sums.
+  of the inputs that spiked are added, eight per pass over the sums, in int16 when the step's
+  spike count times the largest weight fits. ``dense_steps_last`` is the same for the network
+  input, held (N, M, T): its spike lists come from a counting sort over each input's steps.
 - ``dense_dot``: the spike row times each weight row, for few outputs and busy inputs.
 - ``conv_event``: every input spike adds its (channel, tap) weight row to the currents of each
-  output position it reaches; for sparse inputs.
+  output position it reaches; for sparse inputs (``conv_event_steps_last`` for the network input,
+  its spike lists built as ``dense_steps_last`` builds them).
 - ``conv_gemm``: im2col, then long multiply-adds in float32 (exact below 2**24); for busy inputs.
 - ``conv_lut`` / ``conv_lut_words``: a position's receptive field in bytes of 8 (tap, channel)
   inputs, each byte indexing a table of the sums of its 8 weights for every spike pattern (one
@@ -67,6 +70,8 @@ def kernels() -> dict | None:
     _KERNELS.update(
         dense=nk.dense,
         dense_dot=nk.dense_dot,
+        dense_steps_last=nk.dense_steps_last,
+        conv_event_steps_last=nk.conv_event_steps_last,
         conv_event=nk.conv_event,
         conv_gemm=nk.conv_gemm,
         conv_lut=nk.conv_lut,
@@ -196,7 +201,8 @@ class _Plan:
         wd = np.ascontiguousarray(wt.T)  # (out, in) for dense_dot
         fan = (wt != 0).sum(axis=1).astype(np.int64)
         bound = float(np.abs(w.astype(np.float64)).sum(axis=1).max(initial=0))
-        return wt, wd, fan, _acc_dtype(bound * 2.0 ** max(e, 0)), e
+        wmax = int(np.abs(w.astype(np.int64)).max(initial=0))
+        return wt, wd, fan, wmax, _acc_dtype(bound * 2.0 ** max(e, 0)), e
 
     @staticmethod
     def _conv(node, in_shape, out_shape, in_hwc: bool) -> tuple:
@@ -360,7 +366,7 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             if isinstance(graph.nodes[name], Output):
                 out_name = name
         elif kind == "dense":
-            src, (wt, wd, fan, acc, e) = arg
+            src, (wt, wd, fan, wmax, acc, e) = arg
             x = vals[src]
             m, o_all = wt.shape
             cur = np.empty((n, t, o_all), acc)
@@ -372,7 +378,11 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
                 synops[name] = int(nspk[src].sum(axis=0, dtype=np.int64) @ fan)
             else:
                 ops = np.zeros(n, np.int64)
-                _parallel(k["dense"], n, x, wt, fan, cur, ops)
+                steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
+                if steps_last.flags.c_contiguous:
+                    _parallel(k["dense_steps_last"], n, steps_last, wt, fan, wmax, cur, ops)
+                else:
+                    _parallel(k["dense"], n, x, wt, fan, wmax, cur, ops)
                 synops[name] = int(ops.sum())
             if e > 0:
                 cur <<= e
@@ -398,7 +408,12 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
                 _parallel(k["conv_gemm"], n, x, *gather, cur)
             else:
                 cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
-                _parallel(k["conv_event"], n, x, *scatter, cur, wrap)
+                steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
+                if steps_last.flags.c_contiguous and not scatter[1]:
+                    c_in, _, *ops = scatter
+                    _parallel(k["conv_event_steps_last"], n, steps_last, c_in, *ops, cur, wrap)
+                else:
+                    _parallel(k["conv_event"], n, x, *scatter, cur, wrap)
             currents[name] = cur
             synops[name] = int(per_input @ fan)
         else:  # a neuron population: of a synapse ("neuron") or of an Add ("add")
