@@ -65,6 +65,14 @@ def register(cli: click.Group) -> None:
         "default 0.9 for sca, criticality, l1 and random, 0 for relief and switcher).",
     )
     @click.option(
+        "--lr-schedule",
+        type=click.Choice(["cosine", "rewind"]),
+        default="cosine",
+        show_default=True,
+        help="cosine: one decay over all epochs; rewind: full rate while pruning, then a decay "
+        "restarted over the fine-tuning epochs.",
+    )
+    @click.option(
         "-o",
         "--output",
         type=click.Path(dir_okay=False),
@@ -100,6 +108,7 @@ def register(cli: click.Group) -> None:
         train_limit,
         window,
         distill,
+        lr_schedule,
         output,
         report_path,
         plot_dir,
@@ -138,6 +147,7 @@ def register(cli: click.Group) -> None:
             seed=seed,
             window=window,
             distill=distill,
+            lr_schedule=lr_schedule,
         )
         cfg = with_data_defaults(cfg, header, dataset=dataset, steps=steps)
         _init_distributed()

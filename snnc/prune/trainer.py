@@ -46,6 +46,7 @@ RESUME_FORMAT = "snnc-prune-resume"
 # Measured on digits for sca and criticality (docs/methods.md, "Measured"). Relief and switcher are
 # not measured with it; on switcher it raised the conv layers' SynOps more than FC pruning saved.
 DISTILL_DEFAULT = 0.9
+LR_SCHEDULES = ("cosine", "rewind")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PruneConfig:
     ``distill``: weight of knowledge distillation from the frozen unpruned model at temperature
     ``distill_temperature`` (:func:`distill_loss`; 0 = cross-entropy only); None = the method's
     default, :data:`DISTILL_DEFAULT` for channel methods, 0 for relief and switcher.
+    ``lr_schedule``: ``cosine`` or ``rewind`` (:func:`_lr`).
     """
 
     method: str
@@ -80,6 +82,7 @@ class PruneConfig:
     switcher_lr: float = 0.05
     distill: float | None = None
     distill_temperature: float = 4.0
+    lr_schedule: str = "cosine"
     val_limit: int | None = 1000
     test_limit: int | None = None
 
@@ -101,6 +104,8 @@ def validate(cfg: PruneConfig, model: SpikingNet) -> None:
         raise UsageError(f"--sparsity must be in [0, 1), got {cfg.sparsity}")
     if cfg.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {cfg.epochs}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise UsageError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose {' or '.join(LR_SCHEDULES)}")
     if not (0.0 <= cfg.distill_weight <= 1.0):
         raise UsageError(f"--distill must be in [0, 1], got {cfg.distill}")
     if cfg.distill_temperature <= 0:
@@ -331,6 +336,14 @@ def load_resume(path: Path, cfg: PruneConfig, base_digest: str) -> tuple[dict, d
 
 # -- the loop --------------------------------------------------------------------------------------
 def _lr(cfg: PruneConfig, epoch: int) -> float:
+    """``cosine``: one cosine decay over all epochs. ``rewind``: the full rate while the schedule
+    prunes, then a cosine decay restarted over the fine-tuning epochs (learning-rate rewinding,
+    Renda, Frankle, Carbin, arXiv:2003.02389)."""
+    if cfg.lr_schedule == "rewind":
+        n = Schedule(cfg.epochs, cfg.sparsity, cfg.prune_fraction, cfg.regen_fraction).prune_epochs
+        if epoch < n:
+            return cfg.lr
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - n) / (cfg.epochs - n)))
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
 
 

@@ -12,7 +12,9 @@ from snnc.prune.masks import channel_targets
 from snnc.prune.trainer import PruneConfig, distill_loss, prune
 
 BASE_STEPS = 16  # the base convnet of conftest.py is trained with T=16
-TINY = dict(epochs=2, steps=8, batch_size=32, train_limit=128, val_limit=64, test_limit=64)
+TINY = dict(
+    epochs=2, steps=8, batch_size=32, train_limit=128, val_limit=64, test_limit=64, encoding="regular"
+)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -30,7 +32,11 @@ def test_each_method_reaches_its_target_sparsity(base_convnet, method):
         assert 0.6 <= rep["connection_sparsity"] <= 0.7
     else:
         assert rep["fc_connection_sparsity"] == pytest.approx(0.6, abs=1e-3)
-    assert rep["synops_after"] < rep["synops_before"]
+    if method == "switcher":  # FC masks only: the conv layers' SynOps may rise in fine-tuning
+        fc = [r for r in rep["layers"] if r["kind"] == "dense"]
+        assert sum(r["synops_after"] for r in fc) < sum(r["synops_before"] for r in fc)
+    else:
+        assert rep["synops_after"] < rep["synops_before"]
     assert [h["epoch"] for h in rep["history"]] == [1, 2]
 
 
@@ -58,6 +64,7 @@ def test_regenerated_channel_revives_and_trains(base_convnet):
         test_limit=64,
         regen_fraction=1.0,
         prune_fraction=0.8,
+        encoding="regular",
     )
     _, rep = prune(model, cfg, on_epoch=on_epoch)
     assert rep["regenerated_total"] > 0
@@ -96,20 +103,16 @@ def test_distillation_defaults_on_for_channel_methods_only():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sca", "criticality"])
-def test_half_the_channels_removed_with_bounded_accuracy_drop(base_convnet, method):
-    """Half the conv channels go; accuracy stays within 2 pt of the unpruned net on digits (360 test
-    digits, the same encoding before and after), with 16 epochs and distillation.
-
-    The design's target is 1 pt. It is not met robustly: measured drops are -0.8 to 1.7 pt over
-    seeds and base runs (docs/methods.md, "Measured"), so this asserts what is achieved, not the
-    target.
-    """
+def test_half_the_channels_removed_within_one_point(base_convnet, method):
+    """Half the conv channels go; accuracy stays within 1 pt of the unpruned net on digits (360 test
+    digits, the deterministic encoding the base was trained with), with 16 epochs, distillation
+    and learning-rate rewinding (docs/methods.md, "Measured")."""
     from snnc import data as D
     from snnc.train import evaluate
 
     base = base_convnet[1]
     x, y = D.load("digits").test
-    base_acc = evaluate(base, x, y, BASE_STEPS, "rate", seed=0)
+    base_acc = evaluate(base, x, y, BASE_STEPS, "regular")
     assert base_acc > 0.95
     model = copy.deepcopy(base)
     _, rep = prune(
@@ -122,9 +125,22 @@ def test_half_the_channels_removed_with_bounded_accuracy_drop(base_convnet, meth
             batch_size=32,
             lr=5e-3,
             distill=0.9,
+            encoding="regular",
+            lr_schedule="rewind",
             seed=0,
         ),
     )
     assert rep["accuracy_before"] == base_acc
     assert rep["channel_sparsity"] >= 0.5
-    assert rep["accuracy_after"] >= base_acc - 0.02 - 1e-9, (rep["accuracy_after"], base_acc)
+    assert rep["accuracy_after"] >= base_acc - 0.01 - 1e-9, (rep["accuracy_after"], base_acc)
+
+
+def test_rewind_schedule_holds_the_rate_while_pruning_then_decays():
+    from snnc.prune.trainer import _lr
+
+    cfg = PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2, lr_schedule="rewind")
+    rates = [_lr(cfg, e) for e in range(10)]
+    assert rates[:6] == [1e-2] * 6  # prune events after epochs 1-6 (prune_fraction 0.6)
+    assert rates[6] == pytest.approx(1e-2) and rates[7] < rates[6] and rates[9] < 0.2e-2
+    cosine = [_lr(PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2), e) for e in range(10)]
+    assert cosine[5] < 0.7e-2 and all(a > b for a, b in zip(cosine[:-1], cosine[1:], strict=True))
