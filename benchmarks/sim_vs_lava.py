@@ -125,7 +125,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     warm = 5
-    lava_steps = 60 if args.quick else 200
+    lava_steps = 60 if args.quick else 1000
     conv_steps = 8 if args.quick else 20
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,8 +194,8 @@ def main() -> None:
         n3 = 256
         x3 = (rng.random((n3, 1, 28, 28, conv_steps)) < 0.2).astype(np.int8)
         res3 = simulate(gc, x3)
-        sim3 = best_of(lambda: simulate(gc, x3), 2) / (n3 * conv_steps)
-        lava_samples = 2
+        sim3 = best_of(lambda: simulate(gc, x3), 5) / (n3 * conv_steps)
+        lava_samples = 2 if args.quick else 8
         lsec, lsteps, mism3, lspikes = 0.0, 0, 0, 0
         for i in range(lava_samples):
             y_l3, sec3, st3 = lava_timed(cnet, x3[i], 2)
