@@ -141,10 +141,10 @@ def conv_event_steps_last(x, c_in, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, w
                 r0 = (ch - g * cg) * kt
                 c0 = g * og
                 for e in range(ip_ptr[p], ip_ptr[p + 1]):
-                    base = ip_op[e] * o_all + c0
-                    wr = wc[r0 + ip_tap[e]]
+                    dst = row[ip_op[e] * o_all + c0 : ip_op[e] * o_all + c0 + og]
+                    wv = wc[r0 + ip_tap[e], c0 : c0 + og]
                     for o in range(og):
-                        row[base + o] += wr[c0 + o]
+                        dst[o] += wv[o]
             if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
                 for j in range(row.shape[0]):
                     row[j] = ((row[j] + 8388608) & 16777215) - 8388608
