@@ -31,12 +31,32 @@ def _add_rows(row, wt, idx, q, end):
         q += 1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sum_step(row, short, wt, idx, q, end, wmax):
+    # row = sum of the weight rows wt[idx[q:end]]: in int16 (twice the lanes per vector add),
+    # widened once, when end - q spikes of at most wmax each cannot leave its range.
+    if (end - q) * wmax < 32768:
+        short[:] = 0
+        _add_rows(short, wt, idx, q, end)
+        for o in range(row.shape[0]):
+            row[o] = short[o]
+    else:
+        row[:] = 0
+        _add_rows(row, wt, idx, q, end)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _wrap24(row):
+    # Lava's conv wraps its output to signed 24 bits (§2.3).
+    for j in range(row.shape[0]):
+        row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+
+
 @numba.njit(cache=True, nogil=True)
 def dense(s, wt, fan, wmax, out, synops, i0, i1):
     # Event-driven (Lava's Dense sums weight[:, s], §2.2): per step, the rows of the inputs
-    # that spiked are added. SynOps are counted on the way (this loop reads every input). A step
-    # with c spikes sums to at most c * wmax: below 2**15 the rows are added in int16 (twice the
-    # lanes per vector add) and widened once.
+    # that spiked are added (_sum_step). SynOps are counted on the way (this loop reads every
+    # input).
     n, t, m = s.shape
     idx = np.empty(t * m + 1, np.int32)  # the inputs that spiked, step by step
     ptr = np.zeros(t + 1, np.int64)
@@ -53,15 +73,7 @@ def dense(s, wt, fan, wmax, out, synops, i0, i1):
             ptr[k + 1] = c
         synops[i] = ops
         for k in range(t):
-            row = out[i, k]
-            if (ptr[k + 1] - ptr[k]) * wmax < 32768:
-                short[:] = 0
-                _add_rows(short, wt, idx, ptr[k], ptr[k + 1])
-                for o in range(row.shape[0]):
-                    row[o] = short[o]
-            else:
-                row[:] = 0
-                _add_rows(row, wt, idx, ptr[k], ptr[k + 1])
+            _sum_step(out[i, k], short, wt, idx, ptr[k], ptr[k + 1], wmax)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -103,15 +115,7 @@ def dense_steps_last(x, wt, fan, wmax, out, synops, i0, i1):
     for i in range(i0, i1):
         synops[i] = _step_lists(x[i], fan, idx, ptr, pos, per_step)
         for k in range(t):
-            orow = out[i, k]
-            if per_step[k] * wmax < 32768:
-                short[:] = 0
-                _add_rows(short, wt, idx, ptr[k], ptr[k] + per_step[k])
-                for o in range(orow.shape[0]):
-                    orow[o] = short[o]
-            else:
-                orow[:] = 0
-                _add_rows(orow, wt, idx, ptr[k], ptr[k] + per_step[k])
+            _sum_step(out[i, k], short, wt, idx, ptr[k], ptr[k] + per_step[k], wmax)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -134,6 +138,7 @@ def conv_event_steps_last(x, c_in, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, w
         for k in range(t):
             row = out[i, k]
             for q in range(ptr[k], ptr[k] + per_step[k]):
+                # as conv_event's loop; kept inline: as a shared helper both ran ~45% slower
                 f = idx[q]
                 ch = f // hw
                 p = f - ch * hw
@@ -145,9 +150,8 @@ def conv_event_steps_last(x, c_in, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, w
                     wv = wc[r0 + ip_tap[e], c0 : c0 + og]
                     for o in range(og):
                         dst[o] += wv[o]
-            if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
-                for j in range(row.shape[0]):
-                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+            if wrap:
+                _wrap24(row)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -190,9 +194,8 @@ def conv_event(s, c_in, in_hwc, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, wrap
                         wv = wc[r0 + ip_tap[e], g * og : g * og + og]
                         for o in range(og):
                             dst[o] += wv[o]
-            if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
-                for j in range(row.shape[0]):
-                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+            if wrap:
+                _wrap24(row)
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"})
@@ -307,9 +310,8 @@ def conv_lut(s, idx, lut, o_all, out, wrap, i0, i1):
                         for o in range(og):
                             acc[o] += tb[o]
                     row[op * o_all + g * og : op * o_all + g * og + og] = acc
-            if wrap:  # Lava's conv wraps its output to signed 24 bits (§2.3)
-                for j in range(row.shape[0]):
-                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+            if wrap:
+                _wrap24(row)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -345,8 +347,7 @@ def conv_lut_words(s, start, lut, o_all, out, wrap, i0, i1):
                             acc[o] += tb[o]
                     row[op * o_all + g * og : op * o_all + g * og + og] = acc
             if wrap:
-                for j in range(row.shape[0]):
-                    row[j] = ((row[j] + 8388608) & 16777215) - 8388608
+                _wrap24(row)
 
 
 @numba.njit(cache=True, nogil=True)

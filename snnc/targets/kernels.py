@@ -278,12 +278,11 @@ class _Plan:
                 b = np.tile(bias, per) if hwc else np.repeat(bias, per)
             else:
                 b = np.broadcast_to(bias, (m,)).copy()
-        return (
-            np.ascontiguousarray(b),
-            4096 - neuron.current_decay,
-            4096 - neuron.voltage_decay,
-            int(thr) << 6,
-        )
+        vth = int(thr) << 6
+        # the float64 LIF is exact while biases and threshold are below 2**46 (and the currents:
+        # checked per run)
+        small = max(abs(vth), int(np.abs(b).max(initial=0))) < 2**46
+        return (np.ascontiguousarray(b), 4096 - neuron.current_decay, 4096 - neuron.voltage_decay, vth, small)
 
 
 _LUT_BYTES = 1 << 20  # a larger table no longer sits in cache
@@ -427,12 +426,11 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             else:
                 params = arg
                 cur = currents.pop(name)
-            b, keep_u, keep_v, vth = params
+            b, keep_u, keep_v, vth, small = params
             spk = np.empty(cur.shape, np.uint8)
             cnt = np.zeros((n, cur.shape[2]), np.int32)
-            # float64 is exact while |current| < 2**46 (always for int16/int32 sums) and the
-            # biases and threshold are below 2**46 as well
-            exact = cur.dtype != np.int64 and max(abs(vth), int(np.abs(b).max(initial=0))) < 2**46
+            # float64 is exact while |current| < 2**46: always for int16/int32 sums
+            exact = small and cur.dtype != np.int64
             _parallel(k["lif_f64" if exact else "lif"], n, cur, b, keep_u, keep_v, vth, spk, cnt)
             vals[name] = spk
             nspk[name] = cnt
