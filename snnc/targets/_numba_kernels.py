@@ -122,7 +122,7 @@ def dense_steps_last(x, wt, fan, wmax, out, synops, i0, i1):
 def conv_event_steps_last(x, c_in, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, wrap, i0, i1):
     # conv_event() for the network input, held (N, M, T) in (C, H, W) order: spike lists from
     # _step_lists, then each spike adds its (channel, tap) weight row to the output positions
-    # it reaches. out must be zero.
+    # it reaches.
     n, m, t = x.shape
     hw = m // c_in
     o_all = wc.shape[1]
@@ -137,6 +137,7 @@ def conv_event_steps_last(x, c_in, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, w
         _step_lists(x[i], fan, idx, ptr, pos, per_step)
         for k in range(t):
             row = out[i, k]
+            row[:] = 0
             for q in range(ptr[k], ptr[k] + per_step[k]):
                 # as conv_event's loop; kept inline: as a shared helper both ran ~45% slower
                 f = idx[q]
@@ -171,6 +172,27 @@ def dense_dot(s, wd, out, i0, i1):
                 row[o] = acc
 
 
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
+def dense_dot_f32(s, wf, out, i0, i1):
+    # dense_dot in float32 with the sums reassociated (8 lanes): exact, because the plan uses it
+    # only while every sum of |weights| is below 2**24, so each partial sum in any order is an
+    # exact float32 integer.
+    n, t, m = s.shape
+    sf = np.empty(m, np.float32)
+    for i in range(i0, i1):
+        for k in range(t):
+            srow = s[i, k]
+            for f in range(m):
+                sf[f] = srow[f]
+            row = out[i, k]
+            for o in range(wf.shape[0]):
+                wr = wf[o]
+                acc = np.float32(0)
+                for f in range(m):
+                    acc += wr[f] * sf[f]
+                row[o] = np.int32(acc)
+
+
 @numba.njit(cache=True, nogil=True)
 def conv_event(s, c_in, in_hwc, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, wrap, i0, i1):
     # Scatter form, for sparse inputs: every input spike adds its weight row (input channel x
@@ -183,6 +205,7 @@ def conv_event(s, c_in, in_hwc, wc, kt, groups, ip_ptr, ip_tap, ip_op, out, wrap
     for i in range(i0, i1):
         for k in range(t):
             row = out[i, k]
+            row[:] = 0
             for p in range(hw):
                 for ch in range(c_in):
                     if not s[i, k, p * c_in + ch if in_hwc else ch * hw + p]:
@@ -275,29 +298,48 @@ def conv_gemm(s, c_in, h, w_in, in_hwc, wg, kh, kw, geo, groups, out, i0, i1):
                     dst[c, o] = acc[o, c]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lanes_out(lanes, bias, og, nw, wrap, row):
+    # row = one step's packed sums (lanes: per position and group, og outputs padded to whole
+    # words) less their bias; in one long loop (it vectorises) when no lane is padding.
+    lw = nw * 8 // lanes.itemsize  # lanes per (position, group)
+    if lw == og:
+        for j in range(row.shape[0]):
+            row[j] = lanes[j] - bias
+    else:
+        for r in range(row.shape[0] // og):
+            for o in range(og):
+                row[r * og + o] = lanes[r * lw + o] - bias
+    if wrap:
+        _wrap24(row)
+
+
 @numba.njit(cache=True, nogil=True)
-def conv_lut(s, idx, lut, o_all, out, wrap, i0, i1):
+def conv_lut(s, idx, lut, og, bias, out, wrap, i0, i1):
     # Table form, for busy inputs: an output position's receptive field is cut into bytes of 8
     # (tap, channel) inputs, and each byte indexes a table holding the sums of the 8 weights for
-    # every spike pattern (built once by the plan), so a position costs one vector add of its
-    # group's output currents per 8 inputs instead of 8 multiply-adds. idx[op, q, b]: where bit
-    # b of byte q of position op is in the step's spike row (a zero past the row for taps off
-    # the input).
+    # every spike pattern (built once by the plan), so a position costs one add of its group's
+    # output currents per 8 inputs instead of 8 multiply-adds. The table holds the sums plus a
+    # bias that makes them non-negative, packed 4 (16-bit) or 2 (32-bit) to a 64-bit word: no lane
+    # can carry into the next (the plan checks the largest sum), so one integer add sums 4 or 2
+    # outputs. idx[op, q, b]: where bit b of byte q of position op is in the step's spike row (a
+    # zero past the row for taps off the input).
     n, t, m = s.shape
     n_op, nb, _ = idx.shape
-    og = lut.shape[2]
-    groups = o_all // og
+    groups = out.shape[2] // n_op // og
     nq = nb // groups
+    nw = lut.shape[2]
+    lanes = np.zeros(n_op * groups * nw * 8 // out.itemsize, out.dtype)  # as signed: same low bits
+    stage = lanes.view(np.uint64)
     buf = np.zeros(m + 8, np.uint8)  # the step's spikes, then zeros
-    acc = np.zeros(og, lut.dtype)
     for i in range(i0, i1):
         for k in range(t):
             src = s[i, k]
             for j in range(m):
                 buf[j] = src[j]
-            row = out[i, k]
             for op in range(n_op):
                 for g in range(groups):
+                    acc = stage[(op * groups + g) * nw : (op * groups + g + 1) * nw]
                     acc[:] = 0
                     for q in range(g * nq, (g + 1) * nq):
                         e = idx[op, q]
@@ -307,15 +349,13 @@ def conv_lut(s, idx, lut, o_all, out, wrap, i0, i1):
                             | ((buf[e[6]] << 6) | (buf[e[7]] << 7))
                         )
                         tb = lut[q, b]
-                        for o in range(og):
-                            acc[o] += tb[o]
-                    row[op * o_all + g * og : op * o_all + g * og + og] = acc
-            if wrap:
-                _wrap24(row)
+                        for w in range(nw):
+                            acc[w] += tb[w]
+            _lanes_out(lanes, bias, og, nw, wrap, out[i, k])
 
 
 @numba.njit(cache=True, nogil=True)
-def conv_lut_words(s, start, lut, o_all, out, wrap, i0, i1):
+def conv_lut_words(s, start, lut, og, bias, out, wrap, i0, i1):
     # conv_lut when every byte's 8 inputs are 8 consecutive spikes from a multiple of 8 (channels-
     # last, 8k channels per group): a byte is read as one 64-bit word and packed by a multiply
     # (bit k of the top byte of x * 0x0102040810204080 is the low bit of x's byte k).
@@ -323,31 +363,30 @@ def conv_lut_words(s, start, lut, o_all, out, wrap, i0, i1):
     # input).
     n, t, m = s.shape
     n_op, nb = start.shape
-    og = lut.shape[2]
-    groups = o_all // og
+    groups = out.shape[2] // n_op // og
     nq = nb // groups
+    nw = lut.shape[2]
+    lanes = np.zeros(n_op * groups * nw * 8 // out.itemsize, out.dtype)  # as signed: same low bits
+    stage = lanes.view(np.uint64)
     buf = np.zeros((m + 15) // 8 * 8, np.uint8)
     w64 = buf.view(np.uint64)
     magic = np.uint64(0x0102040810204080)
     top = np.uint64(56)
-    acc = np.zeros(og, lut.dtype)
     for i in range(i0, i1):
         for k in range(t):
             src = s[i, k]
             for j in range(m):
                 buf[j] = src[j]
-            row = out[i, k]
             for op in range(n_op):
                 st = start[op]
                 for g in range(groups):
+                    acc = stage[(op * groups + g) * nw : (op * groups + g + 1) * nw]
                     acc[:] = 0
                     for q in range(g * nq, (g + 1) * nq):
                         tb = lut[q, (w64[st[q] >> 3] * magic) >> top]
-                        for o in range(og):
-                            acc[o] += tb[o]
-                    row[op * o_all + g * og : op * o_all + g * og + og] = acc
-            if wrap:
-                _wrap24(row)
+                        for w in range(nw):
+                            acc[w] += tb[w]
+            _lanes_out(lanes, bias, og, nw, wrap, out[i, k])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -363,6 +402,7 @@ def lif(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
         u[:] = 0
         v[:] = 0
         cnt = counts[i]
+        cnt[:] = 0
         for k in range(t):
             if k > 0:
                 x = a[i, k - 1]
@@ -399,18 +439,20 @@ def lif_f64(a, b, keep_u, keep_v, vth, out, counts, i0, i1):
         u[:] = 0.0
         v[:] = 0.0
         cnt = counts[i]
+        cnt[:] = 0
         for k in range(t):
             if k > 0:
                 x = a[i, k - 1]
-                for j in range(m):
+                for j in range(m):  # selects, not arithmetic on the comparisons: 1.8x faster
                     uj = np.trunc(u[j] * ku) + np.float64(x[j]) * 64.0
-                    u[j] = uj - 2.0 * w * (uj > w) + 2.0 * w * (uj <= -w)  # Lava's 24-bit wrap
+                    uj = uj - 2.0 * w if uj > w else uj  # Lava's 24-bit wrap
+                    u[j] = uj + 2.0 * w if uj <= -w else uj
             row = out[i, k]
             for j in range(m):
                 vj = min(max(np.trunc(v[j] * kv) + u[j] + bf[j], -w + 1.0), w - 1.0)
                 sp = vj > th
                 row[j] = sp
-                v[j] = vj * (1.0 - sp)  # reset v only
+                v[j] = 0.0 if sp else vj  # reset v only
             for j in range(m):
                 cnt[j] += row[j]
 
@@ -425,3 +467,163 @@ def input_counts(x, counts, i0, i1):
             for k in range(t):
                 c += x[i, j, k]
             counts[i, j] = c
+
+
+@numba.njit(cache=True, nogil=True)
+def dense_chain(x, w, wd, lay, fan, bias, dec, out, counts, synops, i0, i1):
+    # A chain input -> (dense + LIF) x L, one sample at a time and all layers per step, so that a
+    # step's currents, voltages and spikes stay in cache. x (N, M0, T): the network input as given
+    # (steps last). Layer ly: lay[ly] = (inputs, outputs, offset of its weights in w (in, out) and
+    # wd (out, in), offset of its fan-outs in fan, offset of its neurons, weight_exp, largest
+    # |weight|); dec[ly] = (current keep / 4096, voltage keep / 4096, threshold << 6); bias: the
+    # neurons' bias << 6. out (N, O, T) int8: the last layer's spikes; counts / synops (N, L).
+    # Per step and layer: the LIF as lif_f64 (it receives the current its synapse made from the
+    # previous step's input, §2.5), then the synapse's new current from this step's input spikes,
+    # as dense_steps_last / dense / dense_dot would compute it.
+    n, m0, t = x.shape
+    nl = lay.shape[0]
+    tot = 0
+    mmax = 1
+    for ly in range(nl):
+        tot += lay[ly, 1]
+        mmax = max(mmax, lay[ly, 1])
+    idx = np.empty(t * m0 + t, np.int32)
+    ptr = np.zeros(t + 1, np.int64)
+    pos = np.zeros(t, np.int64)
+    per_step = np.zeros(t, np.int64)
+    pend = np.zeros(tot, np.int32)
+    short = np.zeros(mmax, np.int16)
+    u = np.zeros(tot, np.float64)
+    v = np.zeros(tot, np.float64)
+    srow = np.zeros(tot, np.uint8)
+    lists = np.zeros(tot + nl, np.int32)  # each layer's spike list of this step (a spare slot each)
+    nlist = np.zeros(nl, np.int64)
+    wrapf = float(1 << 23)
+    for i in range(i0, i1):
+        synops[i, 0] = _step_lists(x[i], fan[:m0], idx, ptr, pos, per_step)
+        pend[:] = 0
+        u[:] = 0.0
+        v[:] = 0.0
+        for ly in range(nl):
+            counts[i, ly] = 0
+            synops[i, ly] = synops[i, 0] if ly == 0 else 0
+        for k in range(t):
+            for ly in range(nl):
+                mi, mo, wo, fo, oo, e, wmax = (
+                    lay[ly, 0],
+                    lay[ly, 1],
+                    lay[ly, 2],
+                    lay[ly, 3],
+                    lay[ly, 4],
+                    lay[ly, 5],
+                    lay[ly, 6],
+                )
+                ku, kv, th = dec[ly, 0], dec[ly, 1], dec[ly, 2]
+                uu = u[oo : oo + mo]
+                vv = v[oo : oo + mo]
+                pp = pend[oo : oo + mo]
+                bb = bias[oo : oo + mo]
+                ss = srow[oo : oo + mo]
+                for j in range(mo):
+                    uj = np.trunc(uu[j] * ku) + np.float64(pp[j]) * 64.0
+                    uj = uj - 2.0 * wrapf if uj > wrapf else uj
+                    uu[j] = uj + 2.0 * wrapf if uj <= -wrapf else uj
+                for j in range(mo):
+                    vj = min(max(np.trunc(vv[j] * kv) + uu[j] + bb[j], -wrapf + 1.0), wrapf - 1.0)
+                    sp = vj > th
+                    ss[j] = sp
+                    vv[j] = 0.0 if sp else vj
+                lst = lists[oo + ly : oo + ly + mo + 1]
+                c = 0
+                for j in range(mo):  # branch-free, as in _step_lists
+                    lst[c] = j
+                    c += ss[j]
+                nlist[ly] = c
+                counts[i, ly] += c
+                if ly == nl - 1:
+                    for j in range(mo):
+                        out[i, j, k] = ss[j]
+                # this layer's synapse on this step's input (the previous layer's spikes, just made)
+                wt = w[wo : wo + mi * mo].reshape((mi, mo))
+                if ly == 0:
+                    src = idx[ptr[k] : ptr[k] + per_step[k]]
+                else:
+                    po = lay[ly - 1, 4]
+                    src = lists[po + ly - 1 : po + ly - 1 + nlist[ly - 1]]
+                    ops = 0
+                    for q in range(src.shape[0]):
+                        ops += fan[fo + src[q]]
+                    synops[i, ly] += ops
+                if ly > 0 and src.shape[0] * (mo + 64) > mo * mi:  # busy input, few outputs
+                    prev = srow[lay[ly - 1, 4] : lay[ly - 1, 4] + mi]
+                    wdl = wd[wo : wo + mi * mo].reshape((mo, mi))
+                    for o in range(mo):
+                        wr = wdl[o]
+                        acc = 0
+                        for f in range(mi):
+                            acc += wr[f] * prev[f]
+                        pp[o] = acc
+                else:
+                    _sum_step(pp, short[:mo], wt, src, 0, src.shape[0], wmax)
+                if e > 0:
+                    for j in range(mo):
+                        pp[j] <<= e
+                elif e < 0:
+                    for j in range(mo):
+                        pp[j] >>= -e  # Lava's arithmetic (floor) shift (§2.2)
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_lut_steps_last(x, idx, lut, og, bias, out, wrap, i0, i1):
+    # conv_lut for the network input, held (N, M, T): an input's T steps are one contiguous row,
+    # so a (position, byte)'s patterns for all steps are built at once, 8 steps per 64-bit word,
+    # before the table adds. Flat arrays and explicit offsets: measured 1.4x faster than views.
+    n, m, t = x.shape
+    n_op, nb, _ = idx.shape
+    groups = out.shape[2] // n_op // og
+    nq = nb // groups
+    nw = lut.shape[2]
+    lf = lut.reshape(-1)
+    per_step = n_op * groups * nw
+    lanes = np.zeros(t * per_step * 8 // out.itemsize, out.dtype)  # as signed: same low bits
+    stage = lanes.view(np.uint64)
+    tw = (t + 7) // 8  # words per input row
+    rows = np.zeros((m + 1) * tw * 8, np.uint8)  # the sample's input, then a row of zeros
+    rw = rows.view(np.uint64)
+    pat = np.zeros(nq * tw * 8, np.uint8)
+    pw = pat.view(np.uint64)
+    for i in range(i0, i1):
+        xi = x[i]
+        for r in range(m):
+            for k in range(t):
+                rows[r * tw * 8 + k] = xi[r, k]
+        for op in range(n_op):
+            for g in range(groups):
+                for qq in range(nq):
+                    e = idx[op, g * nq + qq]
+                    for w in range(tw):
+                        v = rw[min(e[0], m) * tw + w]  # past the input: the zero row
+                        for b in range(1, 8):
+                            v |= rw[min(e[b], m) * tw + w] << np.uint64(b)
+                        pw[qq * tw + w] = v
+                base = (op * groups + g) * nw
+                for k in range(t):
+                    d = k * per_step + base
+                    for w0 in range(0, nw, 4):  # nw is a multiple of 4: sums held in registers
+                        a0 = np.uint64(0)
+                        a1 = np.uint64(0)
+                        a2 = np.uint64(0)
+                        a3 = np.uint64(0)
+                        for qq in range(nq):
+                            o = ((g * nq + qq) * 256 + pat[qq * tw * 8 + k]) * nw + w0
+                            a0 += lf[o]
+                            a1 += lf[o + 1]
+                            a2 += lf[o + 2]
+                            a3 += lf[o + 3]
+                        stage[d + w0] = a0
+                        stage[d + w0 + 1] = a1
+                        stage[d + w0 + 2] = a2
+                        stage[d + w0 + 3] = a3
+        step = per_step * 8 // out.itemsize
+        for k in range(t):
+            _lanes_out(lanes[k * step : (k + 1) * step], bias, og, nw, wrap, out[i, k])

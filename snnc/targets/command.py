@@ -31,9 +31,11 @@ def load_spikes(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"input file {path} does not exist; give an .npy array (N, *input_shape, T)")
     try:
-        x = np.load(path, allow_pickle=False)
+        # mapped copy-on-write, not read: no copy through fresh memory, and still writable
+        x = np.load(path, mmap_mode="c", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        why = "it holds Python objects" if "pickle" in str(e).lower() else "not a valid .npy file"
+        objects = any(w in str(e).lower() for w in ("pickle", "python objects"))
+        why = "it holds Python objects" if objects else "not a valid .npy file"
         raise UsageError(
             f"cannot read input {path}: {why}; save spikes with numpy.save as integers"
         ) from None
@@ -61,9 +63,11 @@ def _net_paths(net: str) -> tuple[Path | None, Path | None]:
 def run_simulate(net: str, input_path: str, output_path: str, backend: str) -> dict:
     """The library side of ``snnc simulate``; returns the JSON result."""
     from snnc.fileio import atomic_path
+    from snnc.targets import kernels
     from snnc.targets.graphfile import load_net
     from snnc.targets.sim import simulate
 
+    kernels.warm_up()  # numba starts while the files are read
     graph = load_net(net)
     x = load_spikes(input_path)
     t0 = time.perf_counter()

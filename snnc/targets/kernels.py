@@ -51,6 +51,7 @@ from snnc.targets.sim import _check_integer, _prepared
 _WRAP = 2**23
 _KERNELS: dict = {}
 FORCE_CONV: str | None = None  # "event", "gemm" or "lut" picks the conv kernel (tests compare all)
+CHAIN = True  # dense chains run fused in dense_chain (tests compare with the layer-by-layer path)
 CHUNK_ELEMENTS = 1 << 22  # samples x steps x widest layer per chunk (fewer thread hand-offs)
 
 
@@ -70,17 +71,39 @@ def kernels() -> dict | None:
     _KERNELS.update(
         dense=nk.dense,
         dense_dot=nk.dense_dot,
+        dense_dot_f32=nk.dense_dot_f32,
         dense_steps_last=nk.dense_steps_last,
         conv_event_steps_last=nk.conv_event_steps_last,
         conv_event=nk.conv_event,
         conv_gemm=nk.conv_gemm,
         conv_lut=nk.conv_lut,
         conv_lut_words=nk.conv_lut_words,
+        conv_lut_steps_last=nk.conv_lut_steps_last,
         lif=nk.lif,
         lif_f64=nk.lif_f64,
         input_counts=nk.input_counts,
+        dense_chain=nk.dense_chain,
     )
     return _KERNELS
+
+
+def warm_up() -> None:
+    """Import numba and load one cached kernel in a background thread, so that a command's file
+    reading overlaps numba's one-time start (its import, then its first load from the on-disk
+    cache, which initialises numba's code generator: ~0.45 s together, measured). Not a daemon
+    thread: interpreter shutdown waits for it rather than interrupting an import."""
+    import importlib.util
+    import threading
+
+    if "dense" in _KERNELS or _KERNELS.get("missing") or importlib.util.find_spec("numba") is None:
+        return
+
+    def start() -> None:
+        k = kernels()
+        if k is not None:
+            k["input_counts"](np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1), np.int32), 0, 1)
+
+    threading.Thread(target=start, name="snnc-numba-warm-up").start()
 
 
 _POOL: list = []
@@ -109,13 +132,15 @@ def _parallel(kernel, n: int, *args) -> None:
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(max_workers=threads(), thread_name_prefix="snnc-sim"))
-    bounds = np.linspace(0, n, workers + 1).astype(int)
-    jobs = [
-        _POOL[0].submit(kernel, *args, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    for job in jobs:
-        job.result()
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, threads() - 1), thread_name_prefix="snnc-sim"))
+    bounds = [n * j // workers for j in range(workers + 1)]
+    # the calling thread takes the last share itself: one thread hand-off fewer per call
+    jobs = [_POOL[0].submit(kernel, *args, bounds[j], bounds[j + 1]) for j in range(workers - 1)]
+    try:
+        kernel(*args, bounds[-2], bounds[-1])
+    finally:
+        for job in jobs:
+            job.result()
 
 
 # -- preparing a graph once ------------------------------------------------------------------
@@ -175,6 +200,47 @@ class _Plan:
             if node.neuron is not None:
                 self.steps.append(("neuron", name, self._neuron(node, shape, hwc[name])))
         self.hwc = hwc
+        self.chain = self._chain()
+
+    def _chain(self) -> tuple | None:
+        """Operands of ``dense_chain`` when the graph is input -> (dense + LIF) x L -> output with
+        int32 sums, int8/int16 weights and a float64-exact LIF; else None."""
+        value: dict[str, str] = {}  # node -> the layer whose spikes it holds
+        layers: list[tuple] = []
+        for i, (kind, name, arg) in enumerate(self.steps):
+            if kind == "input":
+                value[name] = name
+            elif kind == "alias":
+                value[name] = value[arg]
+            elif kind == "dense":
+                src, (wt, wd, fan, wmax, acc, e) = arg
+                want = layers[-1][0] if layers else self.steps[0][1]
+                nxt = self.steps[i + 1] if i + 1 < len(self.steps) else None
+                if value.get(src) != want or acc != np.int32 or wt.dtype.itemsize > 2:
+                    return None
+                if nxt is None or nxt[:2] != ("neuron", name) or not nxt[2][4]:
+                    return None
+                layers.append((name, wt, wd, fan, wmax, e, nxt[2]))
+            elif kind == "neuron":
+                value[name] = name
+            else:
+                return None
+        out = self.graph.output.name
+        if not layers or value.get(out) != layers[-1][0]:
+            return None
+        dt = np.int8 if all(lay[1].dtype == np.int8 for lay in layers) else np.int16
+        lay = np.zeros((len(layers), 7), np.int64)
+        dec = np.zeros((len(layers), 3), np.float64)
+        w_off = f_off = o_off = 0
+        for j, (_, wt, _, fan, wmax, e, (_, keep_u, keep_v, vth, _)) in enumerate(layers):
+            lay[j] = (wt.shape[0], wt.shape[1], w_off, f_off, o_off, e, wmax)
+            dec[j] = (keep_u / 4096.0, keep_v / 4096.0, float(vth))
+            w_off, f_off, o_off = w_off + wt.size, f_off + fan.size, o_off + wt.shape[1]
+        w = np.concatenate([lay_[1].reshape(-1).astype(dt) for lay_ in layers])
+        wd = np.concatenate([lay_[2].reshape(-1).astype(dt) for lay_ in layers])
+        fan = np.concatenate([lay_[3] for lay_ in layers])
+        bias = np.concatenate([lay_[6][0] for lay_ in layers]).astype(np.float64)
+        return [lay_[0] for lay_ in layers], (w, wd, lay, fan, bias, dec)
 
     def _origin_shape(self, name: str) -> tuple[int, ...]:
         """The (C, H, W) shape behind a (possibly flattened) channels-last value."""
@@ -202,6 +268,8 @@ class _Plan:
         fan = (wt != 0).sum(axis=1).astype(np.int64)
         bound = float(np.abs(w.astype(np.float64)).sum(axis=1).max(initial=0))
         wmax = int(np.abs(w.astype(np.int64)).max(initial=0))
+        if bound < 2**24:  # float32 sums are exact: dense_dot_f32
+            wd = wd.astype(np.float32)
         return wt, wd, fan, wmax, _acc_dtype(bound * 2.0 ** max(e, 0)), e
 
     @staticmethod
@@ -255,7 +323,7 @@ class _Plan:
         np.add.at(nzp.T, op_inp, nz.T[op_tap])
         fan = np.ascontiguousarray(nzp.T.reshape(-1) if in_hwc else nzp.reshape(-1))
         if table is not None:
-            dense = min(dense, table[4])
+            dense = min(dense, table[5][0])
         return scatter, gather, table, (scan, per_spike, dense), fan, acc, bound >= _WRAP
 
     @staticmethod
@@ -289,26 +357,42 @@ _LUT_BYTES = 1 << 20  # a larger table no longer sits in cache
 
 
 def _lut(wi, groups, in_hw, out_hw, stride, pad, dil, in_hwc: bool, bound: float):
-    """Operands of ``conv_lut``: ``(idx, words, table, C_out, cost ns per step)``, or None when the table
-    would be large or its sums need int64.
+    """Operands of ``conv_lut``: ``(idx, words, table, og, bias, cost ns per step)``, or None when
+    the table would be large or its packed sums could carry.
 
     A group's inputs are ordered (tap, channel), channel fastest, and padded with zero weights to
-    whole bytes of 8; ``table[g * nq + q, b]`` sums the weights (all of the group's outputs) of the
-    bits set in ``b`` for byte ``q``.
+    whole bytes of 8; ``table[g * nq + q, b]`` holds, for byte ``q`` and spike pattern ``b``, the sums
+    of the set bits' weights for each of the group's ``og`` outputs, plus ``B`` (the largest |sum|
+    of any byte) so that none is negative, as 16-bit (32-bit) lanes packed four (two) to a uint64
+    word. A group's ``nq`` bytes then sum to ``[0, 2 B nq]`` in every lane: no lane carries into
+    the next while that is below 2**16 (2**32), and ``bias = B nq`` is taken off at the end.
     """
     o_all, cg, kh, kw = wi.shape
     og, kt = o_all // groups, kh * kw
     (h, w_in), (oh, ow) = in_hw, out_hw
     nq = -(-cg * kt // 8)
-    dt = np.int16 if bound < 2**15 else np.int32 if bound < 2**31 else None
-    if dt is None or groups * nq * 256 * og * np.dtype(dt).itemsize > _LUT_BYTES:
-        return None
     c, m = groups * cg, groups * cg * h * w_in
     # weights per (group, byte, bit, output)
     we = np.zeros((groups, nq * 8, og), np.int64)
     we[:, : kt * cg] = wi.reshape(groups, og, cg, kt).transpose(0, 3, 2, 1).reshape(groups, kt * cg, og)
+    # the largest |sum| of one byte's weights (for one output): its positive or its negative ones
+    per_byte = we.reshape(groups, nq, 8, og)
+    pos, neg = np.clip(per_byte, 0, None).sum(axis=2), np.clip(per_byte, None, 0).sum(axis=2)
+    big = int(max(pos.max(initial=0), -neg.min(initial=0)))
+    if 2 * big * nq < 2**16:
+        lane = np.uint16
+    elif 2 * big * nq < 2**32:
+        lane = np.uint32
+    else:
+        return None
+    per_word = 8 // np.dtype(lane).itemsize
+    nw = -(-og // (4 * per_word)) * 4  # whole blocks of 4 words (conv_lut_steps_last)
+    if groups * nq * 256 * nw * 8 > _LUT_BYTES:
+        return None
     bits = (np.arange(256)[:, None] >> np.arange(8)) & 1  # (pattern, bit)
-    table = np.einsum("pb,qbo->qpo", bits, we.reshape(groups * nq, 8, og)).astype(dt)
+    lanes = np.zeros((groups * nq, 256, nw * per_word), lane)
+    lanes[:, :, :og] = np.einsum("pb,qbo->qpo", bits, we.reshape(groups * nq, 8, og)) + big
+    table = lanes.view(np.uint64)  # (groups * nq, 256, nw)
     # where each (position, group, byte, bit) input sits in a step's spike row
     e = np.arange(nq * 8)
     tap, ch = e // cg, e % cg
@@ -327,7 +411,10 @@ def _lut(wi, groups, in_hw, out_hw, stride, pad, dil, in_hwc: bool, bound: float
     # Cost per step in ns, fitted like the two below on the benchmark's convs: copy the spikes,
     # then per byte ~6 per 32 outputs, plus ~9 to gather 8 single bits.
     cost = 0.4 * m + oh * ow * groups * nq * (6 * -(-og // 32) + (0 if words else 9))
-    return np.ascontiguousarray(idx), words, table, o_all, cost
+    # conv_lut_steps_last (the network input): ~6 + 1.2 per word per byte, patterns included
+    # (fitted on four input convs, 1-2 channels in, 8-32 out, stride 1-2)
+    cost_sl = oh * ow * groups * nq * (6 + 1.2 * nw)
+    return np.ascontiguousarray(idx), words, np.ascontiguousarray(table), og, big * nq, (cost, cost_sl)
 
 
 def plan(graph: Graph) -> _Plan:
@@ -335,8 +422,22 @@ def plan(graph: Graph) -> _Plan:
     return _prepared(graph, "kernel-plan", lambda: _Plan(graph))
 
 
-def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
-    """One chunk of samples through the compiled kernels.
+def _buffer(arena: dict | None, key: tuple, shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array that the next chunk's call with the same key gets again: memory
+    fresh from the OS costs a page fault per 4 KiB page (~2 us here, and the faults of two threads
+    queue on one lock), more than most kernels' work on it."""
+    if arena is None:
+        return np.empty(shape, dtype)
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = arena.get(key)
+    if buf is None or buf.size < size:
+        buf = arena[key] = np.empty(max(size, 1), np.uint8)
+    return buf[:size].view(dtype).reshape(shape)
+
+
+def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None = None) -> tuple:
+    """One chunk of samples through the compiled kernels (``arena``: buffers shared by the
+    chunks of one batch, see :func:`_buffer`).
 
     ``s_in`` ``(N, *input_shape, T)`` uint8 -> ``(output (N, *out, T) int8, spikes, synops,
     neurons, cores, layers)`` with the same meaning as :func:`snnc.targets.sim.simulate`'s parts.
@@ -344,6 +445,8 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
     k = kernels()
     p = plan(graph)
     n, t = s_in.shape[0], s_in.shape[-1]
+    if p.chain is not None and not record and CHAIN:
+        return _run_chain(graph, p, k, s_in)
     vals: dict[str, np.ndarray] = {}
     currents: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
@@ -356,7 +459,7 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
     for kind, name, arg in p.steps:
         if kind == "input":
             vals[name] = s_in.reshape(n, -1, t).transpose(0, 2, 1)  # (N, T, M) view, PyTorch order
-            nspk[name] = np.zeros((n, vals[name].shape[2]), np.int32)
+            nspk[name] = _buffer(arena, (name, "count"), (n, vals[name].shape[2]), np.int32)
             _parallel(k["input_counts"], n, s_in.reshape(n, -1, t), nspk[name])
         elif kind == "alias":
             vals[name] = vals[arg]
@@ -368,12 +471,15 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             src, (wt, wd, fan, wmax, acc, e) = arg
             x = vals[src]
             m, o_all = wt.shape
-            cur = np.empty((n, t, o_all), acc)
+            cur = _buffer(arena, (name, "current"), (n, t, o_all), acc)
             # Adding a weight row per spike costs ~ spikes x (O/8 + 8) vector steps, a product of
             # the spike row with every weight row ~ O x M / 8: pick the cheaper.
             density = nspk[src].sum(dtype=np.int64) / max(n * t * m, 1)
             if x.flags.c_contiguous and density > o_all / (o_all + 64):
-                _parallel(k["dense_dot"], n, x, wd, cur)
+                if wd.dtype == np.float32:
+                    _parallel(k["dense_dot_f32"], n, x, wd, cur)
+                else:
+                    _parallel(k["dense_dot"], n, x, wd, cur)
                 synops[name] = int(nspk[src].sum(axis=0, dtype=np.int64) @ fan)
             else:
                 ops = np.zeros(n, np.int64)
@@ -392,23 +498,34 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
             src, (scatter, gather, table, (scan, per_spike, dense_cost), fan, acc, wrap) = arg
             x = vals[src]
             per_input = nspk[src].sum(axis=0, dtype=np.int64)
+            steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
+            sl = steps_last.flags.c_contiguous
             kernel = FORCE_CONV
             if kernel is None:
                 kernel = "event"
-                if scan + per_input.sum() / (n * t) * per_spike > dense_cost:
-                    lut_cheaper = table is not None and (gather is None or table[4] <= dense_cost)
+                event_cost = scan + per_input.sum() / (n * t) * per_spike
+                if sl and table is not None and not table[1]:
+                    dense_cost = min(dense_cost, table[5][1])
+                if event_cost > dense_cost:
+                    lut_cost = None if table is None else table[5][1 if sl and not table[1] else 0]
+                    lut_cheaper = lut_cost is not None and (gather is None or lut_cost <= dense_cost)
                     kernel = "lut" if lut_cheaper else "gemm" if gather is not None else "event"
             if kernel == "lut" and table is not None:
-                idx, words, tab, o_all, _ = table
-                cur = np.empty((n, t, int(np.prod(p.shapes[name]))), tab.dtype)
-                _parallel(k["conv_lut_words" if words else "conv_lut"], n, x, idx, tab, o_all, cur, wrap)
+                idx, words, tab, og, bias, _ = table
+                # 16-bit lanes: every sum is below 2**15 in magnitude
+                dt = np.int16 if bias < 2**15 else np.int32
+                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), dt)
+                ops = (idx, tab, og, bias, cur, wrap)
+                if sl and not words:
+                    _parallel(k["conv_lut_steps_last"], n, steps_last, *ops)
+                else:
+                    _parallel(k["conv_lut_words" if words else "conv_lut"], n, x, *ops)
             elif kernel == "gemm" and gather is not None:
-                cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
+                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), acc)
                 _parallel(k["conv_gemm"], n, x, *gather, cur)
             else:
-                cur = np.zeros((n, t, int(np.prod(p.shapes[name]))), acc)
-                steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
-                if steps_last.flags.c_contiguous and not scatter[1]:
+                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), acc)
+                if sl and not scatter[1]:
                     c_in, _, *ops = scatter
                     _parallel(k["conv_event_steps_last"], n, steps_last, c_in, *ops, cur, wrap)
                 else:
@@ -427,8 +544,8 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
                 params = arg
                 cur = currents.pop(name)
             b, keep_u, keep_v, vth, small = params
-            spk = np.empty(cur.shape, np.uint8)
-            cnt = np.zeros((n, cur.shape[2]), np.int32)
+            spk = _buffer(arena, (name, "spikes"), cur.shape, np.uint8)
+            cnt = _buffer(arena, (name, "count"), (n, cur.shape[2]), np.int32)
             # float64 is exact while |current| < 2**46: always for int16/int32 sums
             exact = small and cur.dtype != np.int64
             _parallel(k["lif_f64" if exact else "lif"], n, cur, b, keep_u, keep_v, vth, spk, cnt)
@@ -443,6 +560,31 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False) -> tuple:
     out_shape = p.shapes[out_name]
     output = _canonical(vals[out_name], out_shape, p.hwc[out_name], p, out_name).astype(np.int8)
     return output, counts, synops, neurons, cores, layers
+
+
+def _run_chain(graph: Graph, p: _Plan, k: dict, s_in: np.ndarray) -> tuple:
+    """``run`` for an input -> (dense + LIF) x L chain: one ``dense_chain`` pass."""
+    names, ops = p.chain
+    n, t = s_in.shape[0], s_in.shape[-1]
+    x = np.ascontiguousarray(s_in.reshape(n, -1, t))
+    out_shape = p.shapes[graph.output.name]
+    out = np.empty((n, int(np.prod(out_shape)), t), np.int8)
+    counts = np.zeros((n, len(names)), np.int64)
+    synops = np.zeros((n, len(names)), np.int64)
+    _parallel(k["dense_chain"], n, x, *ops, out, counts, synops)
+    tot, ops_ = counts.sum(axis=0), synops.sum(axis=0)
+    cores = {}
+    for name in names:
+        c = graph.nodes[name].meta.get("cores", 1)
+        cores[name] = int(c) if isinstance(c, int | np.integer) and c > 0 else 1
+    return (
+        out.reshape(n, *out_shape, t),
+        {name: int(tot[j]) for j, name in enumerate(names)},
+        {name: int(ops_[j]) for j, name in enumerate(names)},
+        {name: int(np.prod(p.shapes[name])) for name in names},
+        cores,
+        {},
+    )
 
 
 def _canonical(a: np.ndarray, shape, hwc: bool, p: _Plan, name: str | None = None) -> np.ndarray:

@@ -75,9 +75,10 @@ def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]
         else:
             signed, scale = 1, min(127 / np.float64(wmax), -128 / np.float64(wmin))
     scale_bits = int(np.floor(np.log2(scale))) + signed
-    n = 8
-    while n > 0 and np.any(w % (2**n) != 0):
-        n -= 1
+    # netx: the largest n <= 8 with every weight a multiple of 2**n, i.e. the trailing zero bits of
+    # all weights OR-ed together (two's complement keeps them for negative weights)
+    low = int(np.bitwise_or.reduce(w.reshape(-1) & 255))
+    n = 8 if low == 0 else (low & -low).bit_length() - 1
     n -= signed
     num_weight_bits = 8 - scale_bits - n
     # np.left_shift with a negative count yields 0: the "all zero" cases of §1.5.

@@ -484,7 +484,8 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
         from snnc.targets import kernels
 
         if kernels.kernels() is not None:
-            chunk = lambda g, _sim, s, rec: kernels.run(g, s, rec)  # noqa: E731
+            arena: dict = {}  # the chunks reuse one set of buffers
+            chunk = lambda g, _sim, s, rec: kernels.run(g, s, rec, arena)  # noqa: E731
             per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())
     parts = [chunk(graph, sim, s_in[i : i + per], record) for i in range(0, n, per)]
     output = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])

@@ -174,7 +174,7 @@ def test_add_of_dense_synapses_equals_the_numpy_simulator(rng, monkeypatch):
     assert_same(*both_paths(g, spikes(rng, g, 4, 15, p=0.4), monkeypatch))
 
 
-@pytest.mark.parametrize("scale", [20, 3000, 2**19])  # int16 table, int32 table, sums past 2**23 (wrap)
+@pytest.mark.parametrize("scale", [20, 3000, 2**19])  # 16-bit lanes, 32-bit lanes, sums past 2**23 (wrap)
 @pytest.mark.parametrize("groups", [1, 2])
 def test_table_conv_reads_whole_bytes_of_channels(rng, scale, groups, monkeypatch):
     """A conv on a channels-last input with 16 channels per group packs each byte from one 64-bit
@@ -199,7 +199,8 @@ def test_table_conv_reads_whole_bytes_of_channels(rng, scale, groups, monkeypatc
     tables = {name: arg[1][2] for kind, name, arg in kernels.plan(g).steps if kind == "conv"}
     assert tables["c0"] is not None and not tables["c0"][1]  # 3 channels: bits gathered one by one
     assert tables["c1"] is not None and tables["c1"][1]  # whole words
-    assert tables["c1"][2].dtype == (np.int16 if scale == 20 else np.int32)
+    bias = tables["c1"][4]  # sums packed in 16-bit lanes (4 a word) or 32-bit ones (2 a word)
+    assert (bias < 2**15) == (scale == 20)
     x = spikes(rng, g, 3, 12, p=0.4)
     compiled, plain = both_paths(g, x, monkeypatch)
     assert plain.spikes["c0"] > 0 and plain.spikes["c1"] > 0
@@ -235,3 +236,67 @@ def test_float64_lif_equals_the_int64_lif_at_the_extremes(seed):
         np.testing.assert_array_equal(out, ref_out)
         np.testing.assert_array_equal(cnt, ref_cnt)
     assert all(0.05 < f < 0.95 for f in fired), fired
+
+
+def random_chain(rng) -> Graph:
+    """Input ((F,) or (C, H, W) + Flatten) -> 1-4 dense layers with LIF: weights even (int8 after
+    the shared factor) or up to +-3000 (int16), weight_exp both ways, widths 1-90."""
+    image = rng.random() < 0.3
+    width = int(rng.integers(2, 60))
+    nodes: list = [Input("in", shape=(2, 3, width // 2 + 1) if image else (width,))]
+    if image:
+        nodes.append(Flatten("flat"))
+        width = 2 * 3 * (width // 2 + 1)
+    for i in range(int(rng.integers(1, 5))):
+        out = int(rng.integers(1, 90))
+        big = rng.random() < 0.4
+        w = rng.integers(-3000, 3001, (out, width)) if big else 2 * rng.integers(-60, 61, (out, width))
+        exp = int(rng.integers(-2, 2))
+        nodes.append(Dense(f"fc{i}", weight=w, weight_exp=exp, neuron=neuron(rng, out, big)))
+        width = out
+    return fixed_graph(nodes)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_dense_chains_run_fused_and_equal_the_numpy_simulator(seed, monkeypatch):
+    """input -> (dense + LIF) x L runs in one dense_chain pass (all layers per step): the output,
+    every layer's spike count and SynOps must equal the numpy simulator and the layer-by-layer
+    kernels, for sparse inputs (event sums, int16 shortcut) and busy ones (dot products)."""
+    rng = np.random.default_rng(seed)
+    g = random_chain(rng)
+    assert kernels.plan(g).chain is not None
+    for p in (0.05, 0.5, 0.95):
+        x = spikes(rng, g, int(rng.integers(1, 6)), int(rng.integers(2, 30)), p=p)
+        fused = simulate(g, x)
+        monkeypatch.setattr(kernels, "CHAIN", False)
+        layered = simulate(g, x)
+        monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", True)
+        plain = simulate(g, x)
+        monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", False)
+        monkeypatch.setattr(kernels, "CHAIN", True)
+        for other in (layered, plain):
+            np.testing.assert_array_equal(fused.output, other.output)
+            assert fused.spikes == other.spikes
+            assert fused.synops == other.synops
+
+
+def test_graphs_that_are_not_dense_chains_run_layer_by_layer(rng):
+    """A conv, an Add or sums past int32's float64-exact LIF keep the layer-by-layer kernels."""
+    assert kernels.plan(random_convnet(rng)).chain is None
+    assert kernels.plan(random_residual(rng)).chain is None
+    big = rng.integers(-(2**30), 2**30, (4, 30))
+    wide = fixed_graph([Input("in", shape=(30,)), Dense("fc", weight=big, neuron=CubaLIF(2**20, 0, 4096))])
+    assert kernels.plan(wide).chain is None
+
+
+@pytest.mark.parametrize("make", [random_convnet, random_mlp, random_residual])
+def test_chunks_reuse_their_buffers_exactly(make, rng, monkeypatch):
+    """Many chunks (the last one shorter) share one set of buffers: the same results as one chunk."""
+    g = make(rng)
+    x = spikes(rng, g, 7, 11, p=0.4)
+    one = simulate(g, x, record=True)
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 1)  # chunks of threads() samples
+    monkeypatch.setenv("SNNC_THREADS", "2")
+    many = simulate(g, x, record=True)
+    assert_same(one, many)
+    np.testing.assert_array_equal(simulate(g, x).output, one.output)  # the fused chain too
