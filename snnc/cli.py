@@ -243,4 +243,23 @@ _register()
 
 
 def main() -> None:
-    cli(prog_name="snnc")
+    """The console entry point. Once the command has returned and its output is flushed the
+    process ends with ``os._exit``: the interpreter's teardown (freeing numba's compiled code and
+    thousands of modules' objects) took 0.17 s of a 0.85 s one-sample ``snnc simulate``, measured;
+    every file the commands write is closed (and renamed into place) before they return."""
+    import os
+
+    try:
+        cli(prog_name="snnc")
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError):  # a reader that closed early (snnc ... | head)
+            code = code or 1
+    os._exit(code or 0)
