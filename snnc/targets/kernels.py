@@ -2,8 +2,9 @@
 
 Same integers as the numpy path of :mod:`snnc.targets.sim` (LAVA_FACTS §2.1-2.3, §2.5; checked on
 random graphs by ``tests/targets/test_kernels.py``), computed layer by layer over all ``T`` steps of
-a chunk of samples (a feed-forward graph knows every step's input), with the samples split across
-threads (the kernels release the GIL; samples are independent).
+a chunk of samples (a feed-forward graph knows every step's input; a dense chain runs all its layers
+per step instead), with the samples split across threads (the kernels release the GIL; samples are
+independent).
 
 Kernels, and when each runs (costs measured on this project's benchmark nets, see
 benchmarks/README.md):
@@ -12,18 +13,31 @@ benchmarks/README.md):
   of the inputs that spiked are added, eight per pass over the sums, in int16 when the step's
   spike count times the largest weight fits. ``dense_steps_last`` is the same for the network
   input, held (N, M, T): its spike lists come from a counting sort over each input's steps.
-- ``dense_dot``: the spike row times each weight row, for few outputs and busy inputs.
+- ``dense_dot``: the spike row times each weight row, for few outputs and busy inputs;
+  ``dense_dot_f32`` in float32 with reassociated sums (8 lanes) while every sum of |weights| is
+  below 2**24 (each partial sum is then an exact float32 integer in any order).
+- ``dense_chain``: a whole input -> (dense + LIF) x L graph (an MLP) in one pass, one sample at a
+  time and all layers per step, so that a step's currents, voltages and spikes stay in cache; the
+  same sums and LIF as the kernels above. Used when every sum fits int32 and the LIF is float64-exact
+  and no layer is recorded.
 - ``conv_event``: every input spike adds its (channel, tap) weight row to the currents of each
   output position it reaches; for sparse inputs (``conv_event_steps_last`` for the network input,
   its spike lists built as ``dense_steps_last`` builds them).
 - ``conv_gemm``: im2col, then long multiply-adds in float32 (exact below 2**24); for busy inputs.
-- ``conv_lut`` / ``conv_lut_words``: a position's receptive field in bytes of 8 (tap, channel)
-  inputs, each byte indexing a table of the sums of its 8 weights for every spike pattern (one
-  vector add per 8 inputs); for busy inputs when the table fits in cache. With 8k channels per group
-  held channels-last, a byte's spikes are one 64-bit word, packed by a multiply.
+- ``conv_lut`` / ``conv_lut_words`` / ``conv_lut_steps_last``: a position's receptive field in bytes
+  of 8 (tap, channel) inputs, each byte indexing a table of the sums of its 8 weights for every
+  spike pattern; for busy inputs when the table fits in cache. The table's sums are biased to be
+  non-negative and packed in 16- or 32-bit lanes of uint64 words, so one integer add sums 4 or 2
+  outputs and no lane carries into the next (the plan bounds every sum). With 8k channels per group
+  held channels-last, a byte's spikes are one 64-bit word, packed by a multiply; on the network
+  input, held (N, M, T), the patterns of all steps are built at once, 8 steps per word.
 - ``lif_f64`` / ``lif``: Lava's fixed-point CUBA-LIF (§2.1), in float64 (exact: every value is an
   integer below 2**53; AVX2 has no int64 multiply) when the currents are int16/int32, else in int64.
 - ``input_counts``: spikes per input neuron (the conv cost model and SynOps need them).
+
+Buffers. The chunks of one batch share their current and spike buffers (an ``arena``): memory
+fresh from the OS costs a page fault per 4 KiB page, about 2 µs each on the benchmark VM, and two
+threads' faults queue on one lock.
 
 Layouts. A layer's values are ``(N, T, M)``, ``M`` its neurons flattened; (C, H, W) layers made
 here are held channels-last, ``(H, W, C)``, so that one position's output channels are one
