@@ -60,7 +60,7 @@ import numpy as np
 
 from snnc.compile.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError
-from snnc.targets.sim import _check_integer, _prepared
+from snnc.targets.sim import _check_integer, _prepared, node_cores
 
 _WRAP = 2**23
 _KERNELS: dict = {}
@@ -524,21 +524,22 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
                     lut_cost = None if table is None else table[5][1 if sl and not table[1] else 0]
                     lut_cheaper = lut_cost is not None and (gather is None or lut_cost <= dense_cost)
                     kernel = "lut" if lut_cheaper else "gemm" if gather is not None else "event"
+            size = (n, t, int(np.prod(p.shapes[name])))
             if kernel == "lut" and table is not None:
                 idx, words, tab, og, bias, _ = table
                 # 16-bit lanes: every sum is below 2**15 in magnitude
                 dt = np.int16 if bias < 2**15 else np.int32
-                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), dt)
+                cur = _buffer(arena, (name, "current"), size, dt)
                 ops = (idx, tab, og, bias, cur, wrap)
                 if sl and not words:
                     _parallel(k["conv_lut_steps_last"], n, steps_last, *ops)
                 else:
                     _parallel(k["conv_lut_words" if words else "conv_lut"], n, x, *ops)
             elif kernel == "gemm" and gather is not None:
-                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), acc)
+                cur = _buffer(arena, (name, "current"), size, acc)
                 _parallel(k["conv_gemm"], n, x, *gather, cur)
             else:
-                cur = _buffer(arena, (name, "current"), (n, t, int(np.prod(p.shapes[name]))), acc)
+                cur = _buffer(arena, (name, "current"), size, acc)
                 if sl and not scatter[1]:
                     c_in, _, *ops = scatter
                     _parallel(k["conv_event_steps_last"], n, steps_last, c_in, *ops, cur, wrap)
@@ -567,8 +568,7 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
             nspk[name] = cnt
             counts[name] = int(cnt.sum(dtype=np.int64))
             neurons[name] = int(np.prod(p.shapes[name]))
-            c = graph.nodes[name].meta.get("cores", 1)
-            cores[name] = int(c) if isinstance(c, int | np.integer) and c > 0 else 1
+            cores[name] = node_cores(graph.nodes[name])
             if record:
                 layers[name] = _canonical(spk, p.shapes[name], p.hwc[name], p, name).astype(np.int8)
     out_shape = p.shapes[out_name]
@@ -587,16 +587,12 @@ def _run_chain(graph: Graph, p: _Plan, k: dict, s_in: np.ndarray) -> tuple:
     synops = np.zeros((n, len(names)), np.int64)
     _parallel(k["dense_chain"], n, x, *ops, out, counts, synops)
     tot, ops_ = counts.sum(axis=0), synops.sum(axis=0)
-    cores = {}
-    for name in names:
-        c = graph.nodes[name].meta.get("cores", 1)
-        cores[name] = int(c) if isinstance(c, int | np.integer) and c > 0 else 1
     return (
         out.reshape(n, *out_shape, t),
         {name: int(tot[j]) for j, name in enumerate(names)},
         {name: int(ops_[j]) for j, name in enumerate(names)},
         {name: int(np.prod(p.shapes[name])) for name in names},
-        cores,
+        {name: node_cores(graph.nodes[name]) for name in names},
         {},
     )
 

@@ -509,6 +509,12 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
 _CHUNK_ELEMENTS = 1 << 20  # (samples x steps x widest layer) per chunk: stays in L2/L3
 
 
+def node_cores(node) -> int:
+    """The neurocores the compiler's mapping gave a node (``meta["cores"]``), 1 when unmapped."""
+    c = node.meta.get("cores", 1)
+    return int(c) if isinstance(c, int | np.integer) and c > 0 else 1
+
+
 def _simulate_chunk(graph: Graph, sim: _Sim, s_in: np.ndarray, record: bool) -> tuple:
     n, t = s_in.shape[0], s_in.shape[-1]
     shapes = sim.shapes
@@ -547,8 +553,7 @@ def _simulate_chunk(graph: Graph, sim: _Sim, s_in: np.ndarray, record: bool) -> 
         spikes[owner] = spk
         counts[owner] = int(spk.sum(dtype=np.int64))
         neurons[owner] = int(np.prod(shapes[owner]))
-        c = node.meta.get("cores", 1)
-        cores[owner] = int(c) if isinstance(c, int | np.integer) and c > 0 else 1
+        cores[owner] = node_cores(node)
         if record:
             layers[owner] = np.moveaxis(spk, 1, -1).astype(np.int8)
     # Add neurons own the SynOps of their synapse-only inputs in the per-layer energy/latency model.
