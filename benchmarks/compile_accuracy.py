@@ -2,7 +2,7 @@
 
 Trains a model (or loads one with --model), compiles it (trace -> fold_bn -> remove_dead ->
 quantize -> map_cores), and runs both the float graph (== the torch model in eval mode) and the
-fixed-point graph in ``snnc.targets.sim`` on the same encoded test spikes. Prints what was used and
+fixed-point graph in ``snnc.sim`` on the same encoded test spikes. Prints what was used and
 the figures in one run::
 
     .venv/bin/python benchmarks/compile_accuracy.py --dataset mnist --arch convnet --epochs 2 \\
@@ -37,7 +37,7 @@ def main() -> None:
     from snnc import data as D
     from snnc.compile.pipeline import compile_graph
     from snnc.compile.trace import trace
-    from snnc.targets.sim import simulate
+    from snnc.sim import simulate
     from snnc.train import TrainConfig, model_for, run_epoch, seed_everything
 
     t0 = time.perf_counter()

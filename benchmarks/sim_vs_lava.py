@@ -31,9 +31,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from snnc.compile.ir import Conv, CubaLIF, Dense, Flatten, Graph, Input, Output  # noqa: E402
+from snnc.ir import Conv, CubaLIF, Dense, Flatten, Graph, Input, Output  # noqa: E402
+from snnc.sim import simulate  # noqa: E402
 from snnc.targets.loihi2 import write_netx  # noqa: E402
-from snnc.targets.sim import simulate  # noqa: E402
 
 
 def even(rng, shape, fan_in, gain):
@@ -224,7 +224,7 @@ def main() -> None:
         f"`snnc simulate` start-up (N=1, T=1, best of 3): {startup:.2f} s; the N={n2}, T={t2} run took "
         f"{proc_sec:.2f} s, so {(proc_sec - startup) / (n2 * t2):.2e} s per sample-step after start-up"
     )
-    from snnc.targets import kernels
+    from snnc.sim import kernels
 
     on = kernels.kernels() is not None
     print(f"compiled kernels: {'on, ' + str(kernels.threads()) + ' threads' if on else 'off (numpy path)'}")

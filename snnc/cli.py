@@ -209,7 +209,7 @@ def train(
 def inspect(file, trust_pickle, seed, as_json, quiet):
     """Describe a model file or a netx HDF5 network: layers, shapes, parameters, masks."""
     from snnc import checkpoint
-    from snnc.inspect import describe_model
+    from snnc.commands.inspect import describe_model
 
     path = Path(file)
     if path.exists() and path.is_file() and checkpoint.sniff(path) == "hdf5":
@@ -235,7 +235,7 @@ def inspect(file, trust_pickle, seed, as_json, quiet):
 def _register() -> None:
     import importlib
 
-    for module in ("snnc.prune.command", "snnc.compile.command", "snnc.targets.command"):
+    for module in ("snnc.commands.prune", "snnc.commands.compile", "snnc.commands.simulate"):
         importlib.import_module(module).register(cli)
 
 

@@ -5,12 +5,33 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=False)
-err_console = Console(stderr=True)
+# Output that is not a terminal (a pipe into grep, a file, a test's capture) is never wrapped: rich would
+# otherwise fold lines at 80 columns or at $COLUMNS.
+_NO_WRAP_WIDTH = 4096
+
+
+class _Console(Console):
+    """rich's Console, as wide as the terminal on a terminal and unbounded elsewhere (the stream is
+    looked up on every print, so a redirected ``sys.stdout`` is honoured)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if self.is_terminal:
+            return size
+        return ConsoleDimensions(_NO_WRAP_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console(stderr=False)
+err_console = _Console(stderr=True)
 
 
 class Reporter:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,3 +28,8 @@ def digits_mlp(tmp_path_factory):
         {"seed": 0, "accuracy": result["test_accuracy"]},
     )
     return path, result
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

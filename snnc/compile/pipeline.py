@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes import run_passes
 from snnc.compile.passes.fold_bn import fold_bn
-from snnc.compile.passes.map_cores import CoreLimits, map_cores
-from snnc.compile.passes.quantize import quantize
 from snnc.compile.passes.remove_dead import remove_dead
 from snnc.compile.report import build_report
 from snnc.compile.trace import trace
+from snnc.targets.loihi2.map_cores import CoreLimits, map_cores
+from snnc.targets.loihi2.quantize import quantize
 
 DEFAULT_DATA = {"dataset": None, "steps": 16, "encoding": "rate"}
 

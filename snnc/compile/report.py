@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.errors import SnncError
 from snnc.fileio import jsonable
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.errors import SnncError
 from snnc.nn import blocks as B
 from snnc.nn.neuron import NeuronParams
@@ -94,10 +94,10 @@ def _synaptic(name: str, block: B.SpikingBlock, extra_mask: np.ndarray | None = 
 
 
 def trace(model: SpikingNet) -> ir.Graph:
-    """Turn a zoo model into a float :class:`~snnc.compile.ir.Graph` (verified).
+    """Turn a zoo model into a float :class:`~snnc.ir.Graph` (verified).
 
     The graph reproduces the model in eval mode (batch-norm with running statistics): simulated with
-    ``snnc.targets.sim.simulate`` it gives the model's output spikes ``(N, classes, T)``.
+    ``snnc.sim.simulate`` it gives the model's output spikes ``(N, classes, T)``.
     """
     if not isinstance(model, SpikingNet):
         raise SnncError(f"trace needs a SpikingNet from the model zoo, got {type(model).__name__}")

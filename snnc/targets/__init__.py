@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from snnc.compile.ir import Graph
-from snnc.errors import SnncError
+from snnc.errors import SnncError, UsageError
+from snnc.ir import Graph
 
 TARGETS = ("loihi2", "sim", "onnx", "nir")
 RUNNER_FILE = "run_loihi2.py"
@@ -24,7 +24,8 @@ RUNNER_FILE = "run_loihi2.py"
 
 def emit(graph: Graph, target: str, out_dir: str | os.PathLike) -> list[str]:
     """Write ``graph`` for ``target`` into the existing ``out_dir``; returns the file names."""
-    from snnc.targets.graphfile import GRAPH_FILE, NETX_FILE, save_graph
+    from snnc.ir.serialize import GRAPH_FILE, save_graph
+    from snnc.targets.loihi2.netx import NETX_FILE
 
     out = Path(out_dir)
     if not out.is_dir():
@@ -71,6 +72,35 @@ def emit(graph: Graph, target: str, out_dir: str | os.PathLike) -> list[str]:
 
 
 def _runner_script() -> str:
-    from snnc.targets.loihi2 import RUNNER_SCRIPT
+    from importlib.resources import files
 
-    return RUNNER_SCRIPT
+    return files("snnc.targets.loihi2").joinpath(RUNNER_FILE).read_text()
+
+
+def load_net(path: str | os.PathLike) -> Graph:
+    """A network for ``simulate``/``evaluate``: a build directory (prefers ``graph.safetensors``), a
+    ``graph.safetensors`` file, or any netx HDF5 file (ours or lava-dl ``export_hdf5``'s)."""
+    from snnc.checkpoint import sniff
+    from snnc.ir.serialize import GRAPH_FILE, load_graph
+    from snnc.targets.loihi2.netx import NETX_FILE, read_netx
+
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(
+            f"{path} does not exist; give a build directory (snnc compile -o) or a netx " ".net file"
+        )
+    if path.is_dir():
+        if (path / GRAPH_FILE).is_file():
+            return load_graph(path / GRAPH_FILE)
+        if (path / NETX_FILE).is_file():
+            return read_netx(path / NETX_FILE)
+        raise UsageError(f"{path} holds neither {GRAPH_FILE} nor {NETX_FILE}; run snnc compile first")
+    kind = sniff(path)
+    if kind == "hdf5":
+        return read_netx(path)
+    if kind == "safetensors":
+        return load_graph(path)
+    raise UsageError(
+        f"{path} is neither a netx HDF5 file nor an snnc graph (detected {kind}); "
+        "give a build directory or a .net file"
+    )

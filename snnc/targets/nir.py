@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.errors import SnncError, UsageError
 
 NIR_FILE = "network.nir"

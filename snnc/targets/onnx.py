@@ -7,7 +7,7 @@ previous step, LAVA_FACTS §2.2) and ``u``, ``v`` per neuron population. :func:`
 driver: zero state, loop over ``T``.
 
 Every tensor is float64 (conv runs in float32, exact below 2**24, as onnxruntime has no float64
-Conv) and every value an integer below 2**53, so the integer arithmetic of ``snnc.targets.sim``
+Conv) and every value an integer below 2**53, so the integer arithmetic of ``snnc.sim``
 (§2.6) is exact: the decay's round toward zero is ``sign(x) * floor(|x|)`` of an exact division by
 4096, the 24-bit wrap and saturation are ``Where``/``Max``/``Min``, conv wrap uses ``Floor``. Float
 graphs export the same step without the fixed-point rounding.
@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from snnc.compile.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError, UsageError
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 
 ONNX_FILE = "model.onnx"
 OPSET = 17

@@ -62,7 +62,7 @@ def test_compile_writes_build_dir(model_file, tmp_path, target, artifact):
 
 @pytest.mark.slow
 def test_compile_accepts_netx(tmp_path):
-    from snnc.compile import ir
+    from snnc import ir
     from snnc.targets.loihi2 import write_netx
 
     w = 2 * np.arange(-6, 6).reshape(3, 4)

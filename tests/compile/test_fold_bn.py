@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from compile_helpers import masked_model, spikes, torch_output
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes.fold_bn import fold_bn
 from snnc.compile.trace import trace
-from snnc.targets.sim import simulate
+from snnc.sim import simulate
 
 
 @pytest.mark.parametrize("arch", ["convnet", "resnet"])

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from compile_helpers import masked_model
 
-from snnc.compile import ir
-from snnc.compile.passes.map_cores import NEURON_STATE_BYTES, CoreLimits, map_cores
+from snnc import ir
 from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
+from snnc.targets.loihi2.map_cores import NEURON_STATE_BYTES, CoreLimits, map_cores
 
 
 def _dense(n_in: int, n_out: int):
@@ -68,7 +68,7 @@ def test_every_population_gets_cores():
 def test_large_feature_map_is_split_by_rows():
     """A 3x3 conv on a 16x28x28 map reads 12544 inputs, over the 4096-axon limit: the layer is split
     by output rows so that each core reads only the input rows it needs (hand-computed bound)."""
-    from snnc.compile.passes.map_cores import _chunk_axons
+    from snnc.targets.loihi2.map_cores import _chunk_axons
 
     w = np.ones((16, 16, 3, 3))
     nodes = [

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from compile_helpers import ARCHS, graphs_equal, masked_model, spikes
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
+from snnc.sim import simulate
 from snnc.targets.nir import read_nir, to_nir, write_nir
-from snnc.targets.sim import simulate
 
 
 @pytest.mark.parametrize("arch", ARCHS)

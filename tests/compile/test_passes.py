@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes import note, run_passes
 from snnc.compile.passes.remove_dead import remove_dead
 from snnc.errors import SnncError

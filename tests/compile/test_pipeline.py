@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from compile_helpers import masked_model, spikes
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.pipeline import compile_model, compile_netx
 from snnc.compile.report import SCHEMA, graph_json, validate
 from snnc.errors import SnncError
+from snnc.sim import simulate
 from snnc.targets.loihi2 import run_lava, write_netx
-from snnc.targets.sim import simulate
 
 
 def test_compile_model_report_is_valid():
@@ -121,9 +121,9 @@ def test_compile_netx_conv_net_removes_channels_through_pools(tmp_path):
     from compile_helpers import masked_model
 
     from snnc.compile.passes.fold_bn import fold_bn
-    from snnc.compile.passes.quantize import quantize
     from snnc.compile.trace import trace
     from snnc.targets.loihi2 import read_netx
+    from snnc.targets.loihi2.quantize import quantize
 
     fixed = quantize(fold_bn(trace(masked_model("lenet", seed=61, keep=0.6))))
     path = tmp_path / "masked.net"

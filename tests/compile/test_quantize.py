@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from snnc import data as D
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes.fold_bn import fold_bn
-from snnc.compile.passes.quantize import BIAS_MAX, BIAS_MIN, VTH_MAX, W_MAX, quantize
 from snnc.compile.passes.remove_dead import remove_dead
 from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
-from snnc.targets.sim import simulate
+from snnc.sim import simulate
+from snnc.targets.loihi2.quantize import BIAS_MAX, BIAS_MIN, VTH_MAX, W_MAX, quantize
 
 floats = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
 

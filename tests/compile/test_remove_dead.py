@@ -19,12 +19,12 @@ from compile_helpers import (
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes.fold_bn import fold_bn
 from snnc.compile.passes.remove_dead import bias_can_fire, remove_dead
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
-from snnc.targets.sim import simulate
+from snnc.sim import simulate
 
 
 @pytest.mark.parametrize("arch", ARCHS)

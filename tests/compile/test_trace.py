@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from compile_helpers import ARCHS, masked_model, residual_index, spikes, torch_output
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
-from snnc.targets.sim import simulate
+from snnc.sim import simulate
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from targets_helpers import random_convnet, random_mlp, random_residual, spikes
+from graph_helpers import random_convnet, random_mlp, random_residual, spikes
 
 from snnc.cli import cli
+from snnc.sim import simulate
 from snnc.targets import emit
 from snnc.targets.loihi2 import run_lava, write_netx
-from snnc.targets.sim import simulate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -201,7 +201,7 @@ def test_emitted_runner_script_runs_standalone(tmp_path):
 def test_evaluate_with_lava_backend_equals_sim(tmp_path):
     import json
 
-    from targets_helpers import digits_convnet
+    from graph_helpers import digits_convnet
 
     from snnc.targets.loihi2 import compare_with_lava
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from targets_helpers import fixed_graph, random_convnet, random_mlp, spikes
+from graph_helpers import fixed_graph, random_convnet, random_mlp, spikes
 
-from snnc.compile.ir import Add, Conv, CubaLIF, Dense, Graph, Input, Output
 from snnc.errors import SnncError, UsageError
+from snnc.ir import Add, Conv, CubaLIF, Dense, Graph, Input, Output
+from snnc.sim import simulate
 from snnc.targets.loihi2 import (
     describe_netx,
     lava_dense_weights,
@@ -17,7 +18,6 @@ from snnc.targets.loihi2 import (
     read_netx,
     write_netx,
 )
-from snnc.targets.sim import simulate
 
 
 def test_writer_schema_matches_lava_dl(tmp_path, rng):

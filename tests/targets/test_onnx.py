@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from targets_helpers import fixed_graph, neuron, random_convnet, random_mlp, random_residual, spikes
+from graph_helpers import fixed_graph, neuron, random_convnet, random_mlp, random_residual, spikes
 
-from snnc.compile.ir import Dense, Input
+from snnc.ir import Dense, Input
+from snnc.sim import simulate
 from snnc.targets.onnx import build_step_model, export_onnx, run_onnx
-from snnc.targets.sim import simulate
 
 
 def test_onnx_equals_sim_on_random_graphs(rng):

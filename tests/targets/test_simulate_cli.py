@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from targets_helpers import digits_convnet, random_convnet, random_mlp, spikes
+from graph_helpers import digits_convnet, random_convnet, random_mlp, spikes
 
 from snnc.cli import cli
+from snnc.sim import simulate
 from snnc.targets import emit
 from snnc.targets.loihi2 import write_netx
-from snnc.targets.sim import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import assert_one_line_error, run_snnc  # noqa: E402

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from snnc.compile.ir import Graph
 from snnc.errors import SnncError
+from snnc.ir import Graph
 
 Pass = Callable[[Graph], Graph]
 

@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes import note
 
 

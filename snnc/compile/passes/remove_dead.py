@@ -37,7 +37,7 @@ import dataclasses
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes import note
 from snnc.errors import SnncError
 
@@ -203,7 +203,7 @@ def _slice_in(graph: ir.Graph, shapes, name: str, keep: np.ndarray, weight: np.n
 def _calibration_silent(graph: ir.Graph, calibration: np.ndarray) -> dict[str, np.ndarray]:
     """Per population (original channel index): never spiked on ``calibration``. ``{name: (C,)
     bool}``."""
-    from snnc.targets.sim import simulate
+    from snnc.sim import simulate
 
     res = simulate(graph, calibration, record=True)
     out = {}

@@ -187,6 +187,11 @@ class Pool(Node):
     def is_synapse(self) -> bool:
         return True
 
+    def conv_weight(self, channels: int) -> np.ndarray:
+        """The grouped-conv weight this pool is (and is emitted as): ``(channels, 1, kH, kW)``, every
+        tap ``weight``."""
+        return np.full((channels, 1, *self.kernel), float(self.weight))
+
 
 @dataclass(frozen=True)
 class Add(Node):

@@ -1,4 +1,4 @@
-"""numba kernels of the compiled simulator; imported by :mod:`snnc.targets.kernels` only when numba
+"""numba kernels of the compiled simulator; imported by :mod:`snnc.sim.kernels` only when numba
 is installed. Module-level functions, so that numba's on-disk cache (``cache=True``) is reused
 across processes (a kernel that calls a jitted closure is recompiled in every process)."""
 

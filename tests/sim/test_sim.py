@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from targets_helpers import fixed_graph, random_convnet, random_mlp, random_residual, spikes
+from graph_helpers import fixed_graph, random_convnet, random_mlp, random_residual, spikes
 
-from snnc.compile.ir import BatchNorm, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError, UsageError
-from snnc.targets.sim import lif_fixed, simulate
+from snnc.ir import BatchNorm, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.sim import lif_fixed, simulate
 
 
 def lif(threshold=100, cd=0, vd=0, bias=None) -> CubaLIF:
@@ -126,7 +126,7 @@ def test_add_sums_delayed_currents_of_both_branches():
     inp = Input("in", shape=(1, 1, 1))
     a = Conv("a", weight=np.full((1, 1, 1, 1), 1))
     b = Conv("b", weight=np.full((1, 1, 1, 1), 1))
-    from snnc.compile.ir import Add
+    from snnc.ir import Add
 
     add = Add("add", neuron=lif(threshold=1, cd=4096, vd=4096))
     g = Graph(
@@ -280,7 +280,7 @@ def test_float_graph_equals_the_torch_model():
 
 
 def test_large_batches_run_in_chunks_with_the_same_result(rng, monkeypatch):
-    import snnc.targets.sim as sim_mod
+    import snnc.sim.interpreter as sim_mod
 
     g = random_convnet(rng)
     x = spikes(rng, g, 7, 9)

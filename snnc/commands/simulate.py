@@ -63,9 +63,8 @@ def _net_paths(net: str) -> tuple[Path | None, Path | None]:
 def run_simulate(net: str, input_path: str, output_path: str, backend: str) -> dict:
     """The library side of ``snnc simulate``; returns the JSON result."""
     from snnc.fileio import atomic_path
-    from snnc.targets import kernels
-    from snnc.targets.graphfile import load_net
-    from snnc.targets.sim import simulate
+    from snnc.sim import kernels, simulate
+    from snnc.targets import load_net
 
     kernels.warm_up()  # numba starts while the files are read
     graph = load_net(net)
@@ -164,7 +163,7 @@ def run_evaluate(
     else:
         if backend == "torch":
             raise UsageError("--backend torch needs a model file; a build or .net file runs on sim or lava")
-        from snnc.targets.graphfile import load_net
+        from snnc.targets import load_net
 
         graph = load_net(path)
         settings = _read_report_data(path) if path.is_dir() else {}
@@ -195,7 +194,7 @@ def run_evaluate(
         correct = int(round(acc * len(y)))
         synops = None
     else:
-        from snnc.targets.sim import simulate
+        from snnc.sim import simulate
 
         gen = torch.Generator()
         gen.manual_seed(seed)  # same encoding stream as snnc.train.evaluate (batches of 256)

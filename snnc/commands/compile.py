@@ -61,7 +61,7 @@ def _encode(dataset: str, split: str, n: int | None, data: dict, seed: int):
 
 
 def _accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
-    from snnc.targets.sim import simulate
+    from snnc.sim import simulate
 
     ref = simulate(reference, spikes).output.sum(-1).argmax(1)
     out = simulate(compiled, spikes).output.sum(-1).argmax(1)
@@ -92,11 +92,11 @@ def _emit(graph, target: str, out_dir: Path) -> list[str]:
 def run_compile(opts: CompileOptions, log=None) -> tuple[dict, list]:
     """Compile as ``opts`` says and write the build directory. Returns ``(report, table rows)``."""
     from snnc import checkpoint
-    from snnc.compile.passes.map_cores import CoreLimits
     from snnc.compile.pipeline import DEFAULT_DATA, _data, compile_graph
     from snnc.compile.report import graph_json, table_rows
     from snnc.compile.trace import trace
     from snnc.fileio import atomic_dir
+    from snnc.targets.loihi2.map_cores import CoreLimits
 
     if opts.target not in TARGETS:
         raise UsageError(f"unknown target {opts.target!r}; choose one of {', '.join(TARGETS)}")

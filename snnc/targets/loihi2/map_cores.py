@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.errors import SnncError
 
 NEURON_STATE_BYTES = 8

@@ -1,4 +1,4 @@
-"""The compiled simulator (snnc.targets.kernels) against the numpy simulator, on random graphs.
+"""The compiled simulator (snnc.sim.kernels) against the numpy simulator, on random graphs.
 
 The numpy path is the reference that the hand-computed cases of test_sim.py and the Lava runs of
 test_lava.py pin down; here every kernel (dense event/dot, conv scatter/im2col, LIF) and every
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from targets_helpers import fixed_graph, random_convnet, random_mlp, random_residual, spikes
+from graph_helpers import fixed_graph, random_convnet, random_mlp, random_residual, spikes
 
-import snnc.targets.sim as sim_mod
-from snnc.compile.ir import Add, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
-from snnc.targets import kernels
-from snnc.targets.sim import simulate
+import snnc.sim.interpreter as sim_mod
+from snnc.ir import Add, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.sim import kernels, simulate
 
 
 def test_kernels_are_compiled():
@@ -212,7 +211,7 @@ def test_float64_lif_equals_the_int64_lif_at_the_extremes(seed):
     """The float64 LIF (used for int16/int32 currents) against the int64 one on currents that hit
     the 24-bit wrap of u, the clipping of v, negative decays' rounding toward zero and thresholds
     at both ends."""
-    nk = pytest.importorskip("snnc.targets._numba_kernels")
+    nk = pytest.importorskip("snnc.sim._numba_kernels")
     rng = np.random.default_rng(seed)
     n, t, m = 3, 40, 257
     a = np.concatenate(

@@ -2,7 +2,7 @@
 
 File format: lava-dl netx 0.6.0 (LAVA_FACTS §1). ``read_netx`` turns a file that
 ``netx.hdf5.Network`` can run (ours or lava-dl ``export_hdf5``'s) into a fixed-point
-:class:`~snnc.compile.ir.Graph` whose simulation equals what Lava computes: dense weights pass
+:class:`~snnc.ir.Graph` whose simulation equals what Lava computes: dense weights pass
 through netx's ``optimize_weight_bits`` and Lava's clip/truncate (§1.5, reimplemented here with
 numpy, so reading a file does not import Lava), conv weights are raw (§2.3). ``write_netx`` writes
 exactly lava-dl's schema (§1, §6) and refuses what netx would silently corrupt. ``run_lava`` runs a
@@ -12,15 +12,15 @@ Loihi stack is importable), one sample per network build, so no state carries ov
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from snnc.compile.ir import (
+from snnc.errors import SnncError, UsageError
+from snnc.fileio import atomic_path
+from snnc.ir import (
     Add,
     Conv,
     CubaLIF,
@@ -32,8 +32,8 @@ from snnc.compile.ir import (
     Output,
     Pool,
 )
-from snnc.errors import SnncError, UsageError
-from snnc.fileio import atomic_path
+
+NETX_FILE = "network.net"  # the netx network in a build directory
 
 # netx's default neuron for a dense layer without a ``neuron`` group: a non-leaky integrator that
 # never
@@ -266,7 +266,7 @@ def _check_shape(grp, where: str, got: tuple[int, ...]) -> None:
 
 
 def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
-    from snnc.compile.ir import _out_shape
+    from snnc.ir.graph import _out_shape
 
     if kind in _UNSUPPORTED:
         raise UsageError(f"{where}: {_UNSUPPORTED[kind]}")
@@ -375,7 +375,7 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _effective_int(node, what: str) -> np.ndarray:
+def effective_int(node, what: str) -> np.ndarray:
     w = np.asarray(node.weight, dtype=np.float64) * 2.0 ** int(getattr(node, "weight_exp", 0))
     if not np.all(w == np.round(w)):
         raise SnncError(f"{node.name}: {what} weights are not integers after weight_exp; quantize first")
@@ -447,7 +447,7 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
                 raise SnncError(f"{name}: a synapse without neuron cannot be written to netx")
             if len(prev_shape) != 1:
                 raise SnncError(f"{name}: dense after a {prev_shape} layer needs a Flatten node")
-            w = _effective_int(node, "dense")
+            w = effective_int(node, "dense")
             if not w.any():
                 raise SnncError(
                     f"{name}: all dense weights are zero; netx crashes on it (LAVA_FACTS §1.5); "
@@ -477,7 +477,7 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
                     raise SnncError(f"{name}: pool weight {node.weight} is not an integer; quantize first")
                 conv = {"stride": node.stride, "padding": (0, 0), "dilation": (1, 1), "groups": c}
             else:
-                w = _effective_int(node, "conv")
+                w = effective_int(node, "conv")
                 conv = {
                     "stride": node.stride,
                     "padding": node.padding,
@@ -586,340 +586,3 @@ def describe_netx(path: str | os.PathLike) -> dict:
         ],
         "rows": rows,
     }
-
-
-# -- running in Lava
-# ---------------------------------------------------------------------------------
-def _run_cfg():
-    from lava.magma.core.run_configs import Loihi2SimCfg
-
-    try:  # Intel's Loihi stack (INRC only) provides the hardware compiler
-        import lava.magma.compiler.subcompilers.nc  # noqa: F401
-        from lava.magma.core.run_configs import Loihi2HwCfg
-
-        return Loihi2HwCfg()
-    except ImportError:
-        return Loihi2SimCfg(select_tag="fixed_pt")
-
-
-def _to_lava(sample: np.ndarray) -> np.ndarray:
-    """``(*shape, T)`` PyTorch order -> Lava ``(W, H, C, T)`` / ``(F, T)``."""
-    return sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample
-
-
-def _from_lava(y: np.ndarray) -> np.ndarray:
-    return y.transpose(2, 1, 0, 3) if y.ndim == 4 else y
-
-
-@contextlib.contextmanager
-def _netx_file(graph_or_path):
-    if isinstance(graph_or_path, Graph):
-        fd, tmp = tempfile.mkstemp(suffix=".net")
-        os.close(fd)
-        try:
-            write_netx(graph_or_path, tmp)
-            yield tmp
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    else:
-        yield str(graph_or_path)
-
-
-def _import_netx():
-    """Import lava-dl's netx with stdout silenced: importing lava.lib.dl prints a warning about an
-    optional dataset toolbox to stdout, which would corrupt ``--json`` output."""
-    import contextlib
-    import io as _io
-
-    with contextlib.redirect_stdout(_io.StringIO()):
-        from lava.lib.dl import netx
-    return netx
-
-
-def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
-    netx = _import_netx()
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.proc import io
-
-    t = sample.shape[-1]
-    net = netx.hdf5.Network(net_config=net_path)
-    src = io.source.RingBuffer(data=_to_lava(sample).astype(np.int32))
-    sink = io.sink.RingBuffer(shape=net.out.shape, buffer=t)
-    src.s_out.connect(net.inp)
-    net.out.connect(sink.a_in)
-    try:
-        net.run(condition=RunSteps(num_steps=t), run_cfg=_run_cfg())
-        y = sink.data.get()
-    finally:
-        net.stop()
-    return _from_lava(np.asarray(y))
-
-
-def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Run in Lava, one sample per fresh network; ``x`` ``(N, *input_shape, T)`` -> ``(N,
-    *out_shape, T)`` int8.
-
-    A sequential graph or a netx file runs through ``netx.hdf5.Network``; a graph with ``Add`` nodes
-    is built from Lava Dense/Conv/LIF processes connected by ports (:func:`build_processes`).
-    """
-    from snnc.targets.sim import check_input
-
-    graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
-    s = check_input(graph, x)
-    outs = []
-    if (
-        isinstance(graph_or_path, Graph)
-        and not graph.is_sequential()
-        or any(isinstance(n, Add) for n in graph.nodes.values())
-    ):
-        for sample in s:
-            outs.append(_run_one_processes(graph, sample))
-    else:
-        with _netx_file(graph_or_path) as net_path:
-            for sample in s:
-                outs.append(_run_one_netx(net_path, sample))
-    return np.stack(outs).astype(np.int8)
-
-
-def compare_with_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> dict:
-    """Run ``x`` ``(N, *input_shape, T)`` through Lava and through ``sim``; count mismatched spikes.
-
-    For ``make demo`` and users who want the check in one call: ``{"samples", "mismatches",
-    "lava_spikes", "sim_spikes"}`` (``mismatches`` must be 0).
-    """
-    from snnc.targets.sim import simulate
-
-    graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
-    ours = simulate(graph, x).output
-    theirs = run_lava(graph_or_path, x)
-    return {
-        "samples": int(ours.shape[0]),
-        "mismatches": int(np.sum(ours != theirs)),
-        "lava_spikes": int(theirs.sum(dtype=np.int64)),
-        "sim_spikes": int(ours.sum(dtype=np.int64)),
-    }
-
-
-# -- direct process builder (graphs netx cannot express)
-# ---------------------------------------------
-def build_processes(graph: Graph) -> tuple[dict, object, object]:
-    """Build Lava processes for ``graph`` (fixed): Dense/Conv synapses, LIF neurons, ports
-    connected.
-
-    Returns ``(procs, in_port, out_port)``: ``in_port`` list of synapse InPorts fed by the input
-    spikes, ``out_port`` the last neuron's OutPort. Shapes on the Lava side are ``(W, H, C)`` /
-    ``(F,)``.
-    """
-    from lava.proc.conv.process import Conv as LavaConv
-    from lava.proc.dense.process import Dense as LavaDense
-    from lava.proc.lif.process import LIF
-
-    if graph.precision != "fixed":
-        raise SnncError("Lava runs fixed-point graphs only; run quantize (snnc compile) first")
-    shapes = graph.shapes()
-
-    def lava_shape(s):
-        return tuple(s[::-1])
-
-    procs: dict = {}
-    outs: dict = {}  # node name -> OutPort that carries its spikes (or current for synapse-only)
-    in_ports: list = []
-    for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        if isinstance(node, Input):
-            outs[name] = None
-            continue
-        if isinstance(node, Flatten | Output):
-            outs[name] = ("flat" if isinstance(node, Flatten) else "same", preds[0])
-            continue
-        neuron = node.neuron
-        if neuron is not None:
-            bias = (
-                np.zeros(shapes[name])
-                if neuron.bias is None
-                else np.broadcast_to(
-                    np.asarray(neuron.bias).reshape((-1,) + (1,) * (len(shapes[name]) - 1)),
-                    shapes[name],
-                )
-            )
-            lif = LIF(
-                shape=lava_shape(shapes[name]),
-                du=int(neuron.current_decay) - 1,
-                dv=int(neuron.voltage_decay),
-                vth=int(neuron.threshold),
-                bias_mant=np.ascontiguousarray(bias.T).astype(np.int32),
-                bias_exp=6,
-            )
-            procs[name + ".neuron"] = lif
-        if isinstance(node, Add):
-            for p in preds:
-                procs[p].a_out.connect(lif.a_in)
-            outs[name] = lif.s_out
-            continue
-        src_shape = shapes[preds[0]]
-        if isinstance(node, Dense):
-            syn = _lava_dense(LavaDense, _effective_int(node, "dense"))
-        else:
-            if isinstance(node, Pool):
-                c = src_shape[0]
-                w = np.full((c, 1, *node.kernel), int(node.weight))
-                stride, pad, dil, groups = node.stride, (0, 0), (1, 1), c
-            else:
-                w = _effective_int(node, "conv")
-                stride, pad, dil, groups = node.stride, node.padding, node.dilation, node.groups
-            lw = w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)  # netx's layout (§1.4)
-            syn = LavaConv(
-                weight=lw,
-                input_shape=lava_shape(src_shape),
-                padding=pad[::-1],
-                stride=stride[::-1],
-                dilation=dil[::-1],
-                groups=groups,
-            )
-        procs[name] = syn
-        _connect_input(graph, preds[0], outs, syn.s_in, in_ports)
-        if neuron is not None:
-            syn.a_out.connect(lif.a_in)
-            outs[name] = lif.s_out
-        else:
-            outs[name] = syn.a_out
-    last = _resolve(outs, graph.output.name)
-    return procs, in_ports, last
-
-
-def _lava_dense(LavaDense, w: np.ndarray):
-    # Give Lava exactly what netx would (§1.5), so its own clip/truncate keeps every bit.
-    stored, nwb, exp = netx_optimize_weight_bits(w)
-    return LavaDense(weights=stored.astype(np.int32), weight_exp=exp, num_weight_bits=nwb)
-
-
-def _resolve(outs: dict, name: str):
-    o = outs[name]
-    while isinstance(o, tuple):
-        o = outs[o[1]]
-    return o
-
-
-def _connect_input(graph: Graph, src: str, outs: dict, in_port, in_ports: list) -> None:
-    chain = []
-    o = outs[src]
-    while isinstance(o, tuple):
-        chain.append(o[0])
-        o = outs[o[1]]
-    if o is None:  # the graph input
-        in_ports.append((in_port, "flat" in chain))
-        return
-    if "flat" in chain:
-        o.transpose([2, 1, 0]).flatten().connect(in_port)  # WHC -> CHW then flatten, as netx (§1.3)
-    else:
-        o.connect(in_port)
-
-
-def connect_source(src, in_ports: list, ndim: int) -> None:
-    """Connect a RingBuffer source to the input synapses from :func:`build_processes`."""
-    for port, flat in in_ports:
-        if flat and ndim == 4:
-            src.s_out.transpose([2, 1, 0]).flatten().connect(port)  # WHC -> CHW, as netx (§1.3)
-        else:
-            src.s_out.connect(port)
-
-
-def _run_one_processes(graph: Graph, sample: np.ndarray) -> np.ndarray:
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.proc import io
-
-    t = sample.shape[-1]
-    procs, in_ports, last = build_processes(graph)
-    data = _to_lava(sample).astype(np.int32)
-    src = io.source.RingBuffer(data=data)
-    connect_source(src, in_ports, data.ndim)
-    sink = io.sink.RingBuffer(shape=last.shape, buffer=t)
-    last.connect(sink.a_in)
-    try:
-        src.run(condition=RunSteps(num_steps=t), run_cfg=_run_cfg())
-        y = sink.data.get()
-    finally:
-        src.stop()
-    return _from_lava(np.asarray(y))
-
-
-# -- the standalone runner written into build directories ------------------------------------------
-RUNNER_SCRIPT = '''#!/usr/bin/env python3
-"""Run this build on Lava: Loihi 2 hardware when Intel's Loihi stack is installed, else the CPU
-simulator.
-
-Usage: python run_loihi2.py --input X.npy --output Y.npy
-X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F,).
-Y: (N, *output_shape, T) spikes of the last layer as recorded at net.out (each synaptic layer adds
-one
-step of latency). Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no
-network.net) also needs snnc installed, whose process builder wires Lava Dense/Conv/LIF processes.
-"""
-import argparse
-import sys
-from pathlib import Path
-
-import numpy as np
-
-HERE = Path(__file__).resolve().parent
-
-
-def run_config():
-    try:  # Intel's Loihi stack (lava-loihi) provides the hardware compiler
-        import lava.magma.compiler.subcompilers.nc  # noqa: F401
-        from lava.magma.core.run_configs import Loihi2HwCfg
-        return Loihi2HwCfg()
-    except ImportError:
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        return Loihi2SimCfg(select_tag="fixed_pt")
-
-
-def run_sample(sample):
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.proc import io
-
-    steps = sample.shape[-1]
-    data = sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample  # CHW -> Lava WHC
-    if (HERE / "network.net").exists():
-        from lava.lib.dl import netx
-
-        net = netx.hdf5.Network(net_config=str(HERE / "network.net"))
-        src = io.source.RingBuffer(data=data.astype(np.int32))
-        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
-        src.s_out.connect(net.inp)
-        net.out.connect(sink.a_in)
-        runner = net
-    else:
-        from snnc.targets.graphfile import load_graph
-        from snnc.targets.loihi2 import build_processes, connect_source
-
-        procs, in_ports, last = build_processes(load_graph(HERE / "graph.safetensors"))
-        src = io.source.RingBuffer(data=data.astype(np.int32))
-        connect_source(src, in_ports, data.ndim)
-        sink = io.sink.RingBuffer(shape=last.shape, buffer=steps)
-        last.connect(sink.a_in)
-        runner = src
-    try:
-        runner.run(condition=RunSteps(num_steps=steps), run_cfg=run_config())
-        y = np.asarray(sink.data.get())
-    finally:
-        runner.stop()
-    return y.transpose(2, 1, 0, 3) if y.ndim == 4 else y
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    a = p.parse_args()
-    x = np.load(a.input, allow_pickle=False)
-    if x.ndim < 3 or not np.all((x == 0) | (x == 1)):
-        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
-    y = np.stack([run_sample(s) for s in x]).astype(np.int8)
-    np.save(a.output, y)
-    print(f"{a.output}: {y.shape}, {int(y.sum())} spikes")
-
-
-if __name__ == "__main__":
-    main()
-'''

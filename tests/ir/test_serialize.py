@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from targets_helpers import random_convnet, random_mlp, random_residual, spikes
+from graph_helpers import random_convnet, random_mlp, random_residual, spikes
 
-from snnc.compile.ir import BatchNorm, Conv, CubaLIF, Graph, Input, Output
 from snnc.errors import UsageError
-from snnc.targets import emit
-from snnc.targets.graphfile import load_graph, load_net, save_graph
-from snnc.targets.sim import simulate
+from snnc.ir import BatchNorm, Conv, CubaLIF, Graph, Input, Output
+from snnc.ir.serialize import load_graph, save_graph
+from snnc.sim import simulate
+from snnc.targets import emit, load_net
 
 
 def test_round_trip_keeps_every_field(tmp_path, rng):

@@ -1,6 +1,6 @@
 """``quantize``: float graph -> Loihi 2 fixed point (``graph.meta["precision"] = "fixed"``).
 
-Invariant: the result is a valid fixed-point graph (conventions of ``snnc.compile.ir``): integer
+Invariant: the result is a valid fixed-point graph (conventions of ``snnc.ir``): integer
 weights with ``weight_exp = 0`` and effective values in [-256, 254] (netx reproduces them exactly
 and Lava's 8-bit clip keeps them, LAVA_FACTS §1.5), integer ``vth`` mantissas in [1, 2**17 - 1]
 (§4), integer bias mantissas in the 13-bit signed range [-4096, 4095] (§4; used ``<< 6``, netx
@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from snnc.compile import ir
+from snnc import ir
 from snnc.compile.passes import note
 from snnc.errors import SnncError
 

@@ -1,4 +1,4 @@
-"""``graph.safetensors``: an IR :class:`~snnc.compile.ir.Graph` of either precision in one file, no
+"""``graph.safetensors``: an IR :class:`~snnc.ir.Graph` of either precision in one file, no
 pickle.
 
 Arrays (weights, biases, batch-norm statistics) are safetensors tensors named ``<node>.<field>``;
@@ -7,8 +7,7 @@ entry ``snnc``: ``{"format": "snnc-graph", "version": 1, "meta": {...}, "nodes":
 [...]}``. Written atomically; on reading every field is validated and the graph is verified, so a
 damaged file gives one line naming what is wrong.
 
-A build directory holds ``graph.safetensors`` always and ``network.net`` (netx HDF5) when the graph
-is sequential; :func:`load_net` accepts either a build directory or a netx file.
+Every build directory holds ``graph.safetensors`` (:data:`GRAPH_FILE`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.compile.ir import (
+from snnc.errors import UsageError
+from snnc.fileio import atomic_path
+from snnc.ir import (
     NODE_KINDS,
     Add,
     BatchNorm,
@@ -30,13 +31,10 @@ from snnc.compile.ir import (
     GraphError,
     Pool,
 )
-from snnc.errors import UsageError
-from snnc.fileio import atomic_path
 
 FORMAT = "snnc-graph"
 VERSION = 1
 GRAPH_FILE = "graph.safetensors"
-NETX_FILE = "network.net"
 
 
 def _jsonable(obj):
@@ -195,31 +193,3 @@ def _node_from(d: dict, tensors: dict):
                 bias=bias,
             )
     return cls(name, **kw)
-
-
-def load_net(path: str | os.PathLike) -> Graph:
-    """A network for ``simulate``/``evaluate``: a build directory (prefers ``graph.safetensors``), a
-    ``graph.safetensors`` file, or any netx HDF5 file (ours or lava-dl ``export_hdf5``'s)."""
-    from snnc.checkpoint import sniff
-    from snnc.targets.loihi2 import read_netx
-
-    path = Path(path)
-    if not path.exists():
-        raise UsageError(
-            f"{path} does not exist; give a build directory (snnc compile -o) or a netx " ".net file"
-        )
-    if path.is_dir():
-        if (path / GRAPH_FILE).is_file():
-            return load_graph(path / GRAPH_FILE)
-        if (path / NETX_FILE).is_file():
-            return read_netx(path / NETX_FILE)
-        raise UsageError(f"{path} holds neither {GRAPH_FILE} nor {NETX_FILE}; run snnc compile first")
-    kind = sniff(path)
-    if kind == "hdf5":
-        return read_netx(path)
-    if kind == "safetensors":
-        return load_graph(path)
-    raise UsageError(
-        f"{path} is neither a netx HDF5 file nor an snnc graph (detected {kind}); "
-        "give a build directory or a .net file"
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from snnc.compile.ir import Add, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.ir import Add, Conv, CubaLIF, Dense, Flatten, Graph, Input, Output, Pool
 
 
 def fixed_graph(nodes: list) -> Graph:

@@ -25,8 +25,8 @@ graph knows every step's input); integer sums are exact in float32 BLAS below 2*
 weights bound them there) and in float64 below 2**53. Only the neuron update loops over time,
 vectorized over the batch, in cache-sized chunks of samples. That is the reference path (and the
 one for float graphs); fixed-point graphs run through the compiled kernels of
-:mod:`snnc.targets.kernels` when ``numba`` is importable, with identical results
-(``tests/targets/test_kernels.py``) at a fraction of the time.
+:mod:`snnc.sim.kernels` when ``numba`` is importable, with identical results
+(``tests/sim/test_kernels.py``) at a fraction of the time.
 
 Energy and latency: Intel has not published per-operation energy or time figures for Loihi 2. The
 estimates use the **Loihi 1** figures of Davies et al., "Loihi: A Neuromorphic Manycore Processor
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from snnc.compile.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError, UsageError
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 
 # Davies et al. 2018, IEEE Micro, Table 1 (Loihi 1; no per-op Loihi 2 figures are published).
 LOIHI1_SYNOP_ENERGY_J = 23.6e-12
@@ -481,7 +481,7 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
     chunk = _simulate_chunk
     if fixed and not _DISABLE_NUMBA:
-        from snnc.targets import kernels
+        from snnc.sim import kernels
 
         if kernels.kernels() is not None:
             arena: dict = {}  # the chunks reuse one set of buffers

@@ -1,7 +1,7 @@
 """The fixed-point simulator's compiled path: numba kernels for the synapses and the LIF loop.
 
-Same integers as the numpy path of :mod:`snnc.targets.sim` (LAVA_FACTS §2.1-2.3, §2.5; checked on
-random graphs by ``tests/targets/test_kernels.py``), computed layer by layer over all ``T`` steps of
+Same integers as the numpy path of :mod:`snnc.sim` (LAVA_FACTS §2.1-2.3, §2.5; checked on
+random graphs by ``tests/sim/test_kernels.py``), computed layer by layer over all ``T`` steps of
 a chunk of samples (a feed-forward graph knows every step's input; a dense chain runs all its layers
 per step instead), with the samples split across threads (the kernels release the GIL; samples are
 independent).
@@ -58,9 +58,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from snnc.compile.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
 from snnc.errors import SnncError
-from snnc.targets.sim import _check_integer, _prepared, node_cores
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.sim.interpreter import _check_integer, _prepared, node_cores
 
 _WRAP = 2**23
 _KERNELS: dict = {}
@@ -80,7 +80,7 @@ def kernels() -> dict | None:
     if importlib.util.find_spec("numba") is None:  # only a missing numba falls back; other errors raise
         _KERNELS["missing"] = True
         return None
-    from snnc.targets import _numba_kernels as nk
+    from snnc.sim import _numba_kernels as nk
 
     _KERNELS.update(
         dense=nk.dense,
@@ -454,7 +454,7 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
     chunks of one batch, see :func:`_buffer`).
 
     ``s_in`` ``(N, *input_shape, T)`` uint8 -> ``(output (N, *out, T) int8, spikes, synops,
-    neurons, cores, layers)`` with the same meaning as :func:`snnc.targets.sim.simulate`'s parts.
+    neurons, cores, layers)`` with the same meaning as :func:`snnc.sim.simulate`'s parts.
     """
     k = kernels()
     p = plan(graph)

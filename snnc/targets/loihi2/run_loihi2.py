@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Run this build on Lava: Loihi 2 hardware when Intel's Loihi stack is installed, else the CPU
+simulator.
+
+Usage: python run_loihi2.py --input X.npy --output Y.npy
+X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F,).
+Y: (N, *output_shape, T) spikes of the last layer as recorded at net.out (each synaptic layer adds
+one
+step of latency). Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no
+network.net) also needs snnc installed, whose process builder wires Lava Dense/Conv/LIF processes.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_config():
+    try:  # Intel's Loihi stack (lava-loihi) provides the hardware compiler
+        import lava.magma.compiler.subcompilers.nc  # noqa: F401
+        from lava.magma.core.run_configs import Loihi2HwCfg
+
+        return Loihi2HwCfg()
+    except ImportError:
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        return Loihi2SimCfg(select_tag="fixed_pt")
+
+
+def run_sample(sample):
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.proc import io
+
+    steps = sample.shape[-1]
+    data = sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample  # CHW -> Lava WHC
+    if (HERE / "network.net").exists():
+        from lava.lib.dl import netx
+
+        net = netx.hdf5.Network(net_config=str(HERE / "network.net"))
+        src = io.source.RingBuffer(data=data.astype(np.int32))
+        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
+        src.s_out.connect(net.inp)
+        net.out.connect(sink.a_in)
+        runner = net
+    else:
+        from snnc.ir.serialize import load_graph
+        from snnc.targets.loihi2.lava import build_processes, connect_source
+
+        procs, in_ports, last = build_processes(load_graph(HERE / "graph.safetensors"))
+        src = io.source.RingBuffer(data=data.astype(np.int32))
+        connect_source(src, in_ports, data.ndim)
+        sink = io.sink.RingBuffer(shape=last.shape, buffer=steps)
+        last.connect(sink.a_in)
+        runner = src
+    try:
+        runner.run(condition=RunSteps(num_steps=steps), run_cfg=run_config())
+        y = np.asarray(sink.data.get())
+    finally:
+        runner.stop()
+    return y.transpose(2, 1, 0, 3) if y.ndim == 4 else y
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    a = p.parse_args()
+    x = np.load(a.input, allow_pickle=False)
+    if x.ndim < 3 or not np.all((x == 0) | (x == 1)):
+        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
+    y = np.stack([run_sample(s) for s in x]).astype(np.int8)
+    np.save(a.output, y)
+    print(f"{a.output}: {y.shape}, {int(y.sum())} spikes")
+
+
+if __name__ == "__main__":
+    main()
