@@ -38,6 +38,7 @@ def main() -> None:
     from snnc.compile.pipeline import compile_graph
     from snnc.compile.trace import trace
     from snnc.sim import simulate
+    from snnc.targets.loihi2 import TARGET
     from snnc.train import TrainConfig, model_for, run_epoch, seed_everything
 
     t0 = time.perf_counter()
@@ -86,7 +87,7 @@ def main() -> None:
             {"seed": args.seed, "benchmark": used},
         )
     t_train = time.perf_counter() - t0
-    compiled = compile_graph(trace(model))
+    compiled = compile_graph(trace(model), TARGET)
     ds = D.load(args.dataset)
     x, y = ds.test
     x, y = x[: args.test_limit], y[: args.test_limit]

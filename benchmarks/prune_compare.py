@@ -30,9 +30,12 @@ import torch  # noqa: E402
 
 from snnc import checkpoint  # noqa: E402
 from snnc.fileio import atomic_path  # noqa: E402
-from snnc.prune import CHANNEL_METHODS, METHODS  # noqa: E402
+from snnc.prune.methods.registry import METHODS as REGISTRY  # noqa: E402
 from snnc.prune.trainer import PruneConfig, prune  # noqa: E402
 from snnc.train import TrainConfig, data_settings, train  # noqa: E402
+
+METHODS = REGISTRY.names()
+CHANNEL_METHODS = tuple(m for m in METHODS if REGISTRY.get(m).unit == "conv channels")
 
 
 def parse() -> argparse.Namespace:

@@ -12,7 +12,7 @@ Three measurements, printed together in one run:
    convs fire about half the time) at batch 256 vs Lava one sample at a time (target >= 1000x).
 
 Mismatches: Lava's recorded output of every Lava run is compared with the simulator's output for the
-same sample (the sink at ``net.out``, LAVA_FACTS §2.5). Usage: ``python benchmarks/sim_vs_lava.py
+same sample (the sink at ``net.out``, docs/loihi2.md §2.5). Usage: ``python benchmarks/sim_vs_lava.py
 [--quick]``.
 """
 

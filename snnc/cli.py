@@ -1,26 +1,75 @@
-"""The ``snnc`` command: thin click wrappers that parse, call one library function, print, and exit.
+"""The ``snnc`` command: click only. Each command parses its options into a frozen options dataclass,
+calls the one function of its module in :mod:`snnc.commands`, and prints the :class:`Outcome`.
 
 Every command takes ``--seed``, ``--json`` (machine-readable result on stdout), ``--quiet`` and ``--debug``.
 Errors: one line on stderr, exit 1 (failure) or 2 (usage), no traceback unless ``--debug``.
+Nothing imports this module; it imports no torch, numba, ONNX or Lava itself (``snnc --help`` and
+``snnc simulate`` start fast), and the command modules only when their command runs.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import traceback
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from snnc.errors import SnncError
-from snnc.fileio import jsonable
+
+if TYPE_CHECKING:
+    from snnc.commands import Outcome
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+TRUST_PICKLE_HELP = (
+    "Load a PyTorch checkpoint you made yourself, through a restricted unpickler that admits only "
+    "tensors and plain values; TorchScript archives are refused."
+)
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error printed as the one line ``snnc: error: ...`` (exit 2), like a library
+    :class:`~snnc.errors.UsageError`, instead of click's usage block."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"snnc: error: {self.format_message()}", file=file, err=True)
+
+
+class RegistryChoice(click.Choice):
+    """The names in a plugin registry (``"module:ATTRIBUTE"``, a :class:`snnc.registry.Registry`),
+    read when the command line is parsed or the help is shown, not when this module is imported:
+    a plugin registered at run time is a valid choice, and listing the names imports no plugin."""
+
+    def __init__(self, registry: str) -> None:
+        self.registry_path = registry
+        self.case_sensitive = True
+
+    def registry(self):
+        module, attr = self.registry_path.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return self.registry().names()
+
+    def convert(self, value, param, ctx):
+        registry = self.registry()
+        names = registry.names()
+        if value not in names:
+            raise OneLineUsageError(f"unknown {registry.what} {value!r}; choose one of {', '.join(names)}")
+        return value
+
+
+TARGET_CHOICE = RegistryChoice("snnc.targets.registry:TARGETS")
+METHOD_CHOICE = RegistryChoice("snnc.prune.methods.registry:METHODS")
 
 
 def emit_json(result: dict) -> None:
+    from snnc.fileio import jsonable
+
     click.echo(json.dumps(jsonable(result), indent=2, sort_keys=False))
 
 
@@ -59,16 +108,41 @@ def common_options(fn):
 
 
 def reporter(quiet: bool, as_json: bool):
+    """The progress bar: off with --quiet or --json, else on when stdout is a terminal."""
     from snnc.ui import Reporter
 
     return Reporter(False if (quiet or as_json) else None)
 
 
-def show(renderable, quiet: bool, as_json: bool) -> None:
-    if not (quiet or as_json):
-        from snnc.ui import console
+def pass_log(quiet: bool, as_json: bool):
+    """One printed line per compiler pass, unless --quiet or --json."""
+    if quiet or as_json:
+        return None
+    from snnc.ui import console
 
-        console.print(renderable)
+    return lambda line: console.print(line, highlight=False)
+
+
+def finish(outcome: Outcome | None, quiet: bool, as_json: bool) -> None:
+    """Print a command's outcome: the JSON result with --json; nothing with --quiet; else its
+    heading, table and lines. None (a torchrun rank other than 0) prints nothing."""
+    if outcome is None:
+        return
+    if as_json:
+        emit_json(outcome.result)
+        return
+    if quiet:
+        return
+    if outcome.heading is not None or outcome.table is not None:
+        from snnc.ui import console, table
+
+        if outcome.heading is not None:
+            console.print(outcome.heading)
+        if outcome.table is not None:
+            t = outcome.table
+            console.print(table(t.title, t.columns, t.rows))
+    for line in outcome.lines:
+        click.echo(line)
 
 
 @click.group(context_settings=CONTEXT)
@@ -151,20 +225,10 @@ def train(
     quiet,
 ):
     """Train a zoo model on an offline dataset and write it as a model file."""
-    from snnc import checkpoint
-    from snnc.train import TrainConfig, data_settings
-    from snnc.train import train as run_train
+    from snnc.commands.train import TrainOptions, run_train
 
-    arch_config: dict = {}
-    for key, text in (("hidden", hidden), ("channels", channels)):
-        if text:
-            try:
-                arch_config[key] = [int(v) for v in text.split(",")]
-            except ValueError:
-                raise SnncError(
-                    f"--{key} must be comma-separated integers, got {text!r}", exit_code=2
-                ) from None
-    cfg = TrainConfig(
+    opts = TrainOptions(
+        output=output,
         dataset=dataset,
         arch=arch,
         epochs=epochs,
@@ -172,74 +236,279 @@ def train(
         encoding=encoding,
         batch_size=batch_size,
         lr=lr,
-        seed=seed,
-        device=device,
-        arch_config=arch_config,
+        hidden=hidden,
+        channels=channels,
         train_limit=train_limit,
         val_limit=val_limit,
+        device=device,
+        seed=seed,
     )
-    model, result = run_train(cfg, reporter(quiet, as_json))
-    meta = {
-        "seed": seed,
-        "accuracy": result["test_accuracy"],
-        "history": result["history"],
-        "train": cfg.to_dict(),
-    }
-    checkpoint.save_model(output, model, data_settings(dataset, steps, encoding), meta)
-    result["output"] = str(output)
-    if as_json:
-        emit_json(result)
-    elif not quiet:
-        click.echo(
-            f"{arch} on {dataset}: test accuracy {100 * result['test_accuracy']:.2f}% "
-            f"({result['seconds_per_epoch']:.1f} s/epoch) -> {output}"
-        )
+    finish(run_train(opts, reporter(quiet, as_json)), quiet, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# prune
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path())
+@click.option("--method", type=METHOD_CHOICE, required=True, help="Pruning method.")
+@click.option(
+    "--sparsity",
+    type=float,
+    required=True,
+    help="Fraction of the method's unit removed (conv channels or connections). In [0, 1).",
+)
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--dataset", default=None, help="digits or mnist (default: the model file's).")
+@click.option(
+    "--steps",
+    "-T",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Time steps (default: the model file's).",
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--train-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N training samples.",
+)
+@click.option(
+    "--window",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Batches per activity-scoring window.",
+)
+@click.option(
+    "--distill",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Weight of knowledge distillation from the unpruned model (0 = cross-entropy only; "
+    "default: the method's own).",
+)
+@click.option(
+    "--lr-schedule",
+    type=click.Choice(["cosine", "rewind"]),
+    default="cosine",
+    show_default=True,
+    help="cosine: one decay over all epochs; rewind: full rate while pruning, then a decay "
+    "restarted over the fine-tuning epochs.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Pruned model file to write (safetensors).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON report path (default: OUTPUT with .json).",
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write PNG plots into this directory.",
+)
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt if it exists.")
+@click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@common_options
+def prune(
+    model,
+    method,
+    sparsity,
+    epochs,
+    dataset,
+    steps,
+    lr,
+    batch_size,
+    train_limit,
+    window,
+    distill,
+    lr_schedule,
+    output,
+    report_path,
+    plot_dir,
+    resume,
+    trust_pickle,
+    seed,
+    as_json,
+    quiet,
+):
+    """Prune MODEL with regeneration toward --sparsity; write the pruned model and a JSON
+    report."""
+    from snnc.commands.prune import PruneOptions, run_prune
+
+    opts = PruneOptions(
+        model=model,
+        method=method,
+        sparsity=sparsity,
+        output=output,
+        epochs=epochs,
+        dataset=dataset,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        train_limit=train_limit,
+        window=window,
+        distill=distill,
+        lr_schedule=lr_schedule,
+        report=report_path,
+        plot_dir=plot_dir,
+        resume=resume,
+        trust_pickle=trust_pickle,
+        seed=seed,
+    )
+    finish(run_prune(opts, reporter(quiet, as_json)), quiet, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# compile
+@cli.command("compile", context_settings=CONTEXT)
+@click.argument("model", type=str)
+@click.option(
+    "--target",
+    "-t",
+    type=TARGET_CHOICE,
+    default="loihi2",
+    show_default=True,
+    help="Target to compile for.",
+)
+@click.option("-o", "--output", type=str, required=True, help="Build directory to write.")
+@click.option(
+    "--dataset",
+    type=str,
+    default=None,
+    help="digits or mnist: report float vs fixed accuracy on its test split.",
+)
+@click.option(
+    "--calib",
+    type=int,
+    default=None,
+    help="Also remove channels silent on N training samples (lossy).",
+)
+@click.option("--limit", type=int, default=None, help="Use only N test samples for accuracy.")
+@click.option(
+    "--cores",
+    type=int,
+    default=None,
+    help="Neurocore budget (default: the target's own; loihi2: 128, one chip).",
+)
+@click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@common_options
+def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickle, seed, as_json, quiet):
+    """Compile MODEL (model file or netx HDF5) for a target into BUILD_DIR."""
+    from snnc.commands.compile import CompileOptions, run_compile
+
+    opts = CompileOptions(
+        model=model,
+        target=target,
+        output=output,
+        dataset=dataset,
+        calib=calib,
+        limit=limit,
+        seed=seed,
+        cores=cores,
+        trust_pickle=trust_pickle,
+    )
+    finish(run_compile(opts, pass_log(quiet, as_json)), quiet, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# simulate
+@cli.command(context_settings=CONTEXT)
+@click.argument("net", type=click.Path())
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(),
+    help="X.npy: (N, *input_shape, T) 0/1 integer spikes, input_shape in PyTorch order.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Y.npy to write: (N, *output_shape, T) spikes of the last layer.",
+)
+@click.option("--backend", type=click.Choice(["sim", "lava", "onnx"]), default="sim", show_default=True)
+@common_options
+def simulate(net, input_path, output_path, backend, seed, as_json, quiet):
+    """Run a build directory or netx file on spikes X and write the output spikes Y."""
+    from snnc.commands.simulate import SimulateOptions, run_simulate
+
+    opts = SimulateOptions(net=net, input=input_path, output=output_path, backend=backend)
+    finish(run_simulate(opts), quiet, as_json)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+@cli.command(context_settings=CONTEXT)
+@click.argument("target", metavar="NET_OR_MODEL", type=click.Path())
+@click.option(
+    "--dataset",
+    type=click.Choice(["digits", "mnist"]),
+    default=None,
+    help="Dataset (default: the one the file records).",
+)
+@click.option("--backend", type=click.Choice(["sim", "lava", "torch"]), default="sim", show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N test samples.",
+)
+@click.option(
+    "--steps",
+    "-T",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Time steps (default: the file's data settings, else 16).",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["rate", "regular", "direct"]),
+    default=None,
+    help="Spike encoding (default: the file's data settings, else rate).",
+)
+@click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@common_options
+def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, seed, as_json, quiet):
+    """Accuracy by output spike count on the test split (sim, Lava, or the torch model)."""
+    from snnc.commands.evaluate import EvaluateOptions, run_evaluate
+
+    opts = EvaluateOptions(
+        target=target,
+        dataset=dataset,
+        backend=backend,
+        limit=limit,
+        steps=steps,
+        encoding=encoding,
+        seed=seed,
+        trust_pickle=trust_pickle,
+    )
+    finish(run_evaluate(opts, reporter(quiet, as_json)), quiet, as_json)
 
 
 # ---------------------------------------------------------------------------------------------
 # inspect
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path())
-@click.option(
-    "--trust-pickle",
-    is_flag=True,
-    help="Load a PyTorch pickle you made yourself (weights_only=True).",
-)
+@click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
 @common_options
 def inspect(file, trust_pickle, seed, as_json, quiet):
     """Describe a model file or a netx HDF5 network: layers, shapes, parameters, masks."""
-    from snnc import checkpoint
-    from snnc.commands.inspect import describe_model
+    from snnc.commands.inspect import InspectOptions, run_inspect
 
-    path = Path(file)
-    if path.exists() and path.is_file() and checkpoint.sniff(path) == "hdf5":
-        from snnc.targets.loihi2 import describe_netx
-
-        info = describe_netx(path)
-    elif path.is_dir() and (path / "network.net").exists():
-        from snnc.targets.loihi2 import describe_netx
-
-        info = describe_netx(path / "network.net")
-    else:
-        info = describe_model(path, trust_pickle=trust_pickle)
-    if as_json:
-        emit_json(info)
-    elif not quiet:
-        from snnc.ui import console, table
-
-        console.print(f"[bold]{info['file']}[/bold]: {info['summary']}")
-        console.print(table("layers", info["columns"], info["rows"]))
-
-
-# --- prune, compile, simulate, evaluate: each lives in its own module, so cli.py stays a thin index.
-def _register() -> None:
-    import importlib
-
-    for module in ("snnc.commands.prune", "snnc.commands.compile", "snnc.commands.simulate"):
-        importlib.import_module(module).register(cli)
-
-
-_register()
+    finish(run_inspect(InspectOptions(file=file, trust_pickle=trust_pickle)), quiet, as_json)
 
 
 def main() -> None:

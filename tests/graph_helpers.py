@@ -22,7 +22,7 @@ def neuron(rng: np.random.Generator, channels: int, bias: bool = True) -> CubaLI
 
 
 def even_weights(rng: np.random.Generator, shape, scale: int = 120) -> np.ndarray:
-    """Even integers in [-256, 254] (what netx reproduces exactly, LAVA_FACTS §1.5)."""
+    """Even integers in [-256, 254] (what netx reproduces exactly, docs/loihi2.md §1.5)."""
     w = 2 * rng.integers(-scale // 2, scale // 2 + 1, shape)
     w.flat[0] = 2 * (scale // 2) or 2  # never all zero
     return np.clip(w, -256, 254)

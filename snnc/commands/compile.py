@@ -1,23 +1,31 @@
-"""``snnc compile MODEL --target {loihi2,sim,onnx,nir} -o BUILD_DIR``: the CLI of the compiler.
+"""``snnc compile MODEL --target NAME -o BUILD_DIR``: compile a model file or a netx HDF5 for a target.
 
 Writes, atomically (``snnc.fileio.atomic_dir``): ``report.json`` (validated against
 ``snnc.compile.report.SCHEMA``), ``graph.json`` (structure and per-node meta, no big arrays),
 ``graph.safetensors`` (always, so any build directory can be simulated) and the target's artifact.
+The targets are those of ``snnc.targets.registry.TARGETS``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
 import numpy as np
 
+from snnc.commands import Outcome, Table
 from snnc.errors import UsageError
 
-TARGETS = ("loihi2", "sim", "onnx", "nir")
+if TYPE_CHECKING:
+    from snnc.compile.pipeline import Compiled
+    from snnc.ir import Graph
+
+DATASETS = ("digits", "mnist")
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,28 @@ class CompileOptions:
     trust_pickle: bool = False
 
 
-def _check_output_dir(out: Path) -> None:
+@dataclass(frozen=True)
+class Source:
+    """The graph to compile, the data settings it was trained with, and where it came from."""
+
+    graph: Graph
+    data: dict
+    info: dict  # the report's "source": {"kind": "model" | "netx", "path": ...}
+
+
+def check_options(opts: CompileOptions) -> None:
+    """One-line usage errors for options that cannot work, before anything is read."""
+    if opts.dataset is not None and opts.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {opts.dataset!r}; choose digits or mnist")
+    for name, v in (("--calib", opts.calib), ("--limit", opts.limit), ("--cores", opts.cores)):
+        if v is not None and v < 1:
+            raise UsageError(f"{name} must be a positive integer, got {v}")
+    if opts.calib is not None and opts.dataset is None:
+        raise UsageError("--calib needs --dataset to draw calibration samples from")
+    check_output_dir(Path(opts.output))
+
+
+def check_output_dir(out: Path) -> None:
     parent = out.resolve().parent
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a directory; choose another output directory")
@@ -45,7 +74,42 @@ def _check_output_dir(out: Path) -> None:
         raise UsageError(f"output directory {parent} is not writable; choose another output path")
 
 
-def _encode(dataset: str, split: str, n: int | None, data: dict, seed: int):
+def target_limits(target, cores: int | None):
+    """The target's resource limits with ``--cores`` applied (None: the target's own)."""
+    if cores is None:
+        return None
+    limits = getattr(target, "limits", None)
+    if not (dataclasses.is_dataclass(limits) and "cores" in {f.name for f in dataclasses.fields(limits)}):
+        raise UsageError(f"--cores does not apply to target {target.name!r}: it has no neurocore budget")
+    return dataclasses.replace(limits, cores=cores)
+
+
+def read_source(opts: CompileOptions) -> Source:
+    """The model file's traced graph (with its data settings) or the netx file's graph."""
+    from snnc import checkpoint
+    from snnc.compile.pipeline import DEFAULT_DATA, data_settings
+
+    path = Path(opts.model)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist; give a model file (.pt safetensors) or a netx HDF5")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a model file (.pt safetensors) or a netx HDF5")
+    if checkpoint.sniff(path) == "hdf5":
+        from snnc.targets.loihi2 import read_netx
+
+        graph = read_netx(path)
+        if opts.calib is not None:
+            raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
+        return Source(graph, dict(DEFAULT_DATA), {"kind": "netx", "path": str(path)})
+    from snnc.compile.trace import trace
+
+    model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
+    return Source(trace(model), data_settings(header), {"kind": "model", "path": str(path)})
+
+
+def encode_split(dataset: str, split: str, n: int | None, data: dict, seed: int):
+    """The first ``n`` samples of a dataset split as uint8 spikes (encoded as ``data`` says), and
+    their labels."""
     import torch
 
     from snnc import data as D
@@ -60,7 +124,8 @@ def _encode(dataset: str, split: str, n: int | None, data: dict, seed: int):
     return spikes.astype(np.uint8), np.asarray(y)
 
 
-def _accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
+def accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
+    """The report's ``accuracy`` entry: the source graph against the compiled one, in ``sim``."""
     from snnc.sim import simulate
 
     ref = simulate(reference, spikes).output.sum(-1).argmax(1)
@@ -79,129 +144,82 @@ def _accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
     }
 
 
-def _emit(graph, target: str, out_dir: Path) -> list[str]:
-    """The target's artifact plus graph.safetensors (every build dir can be simulated)."""
-    from snnc.targets import emit
+def accuracy_check(opts: CompileOptions, data: dict) -> Callable | None:
+    """``accuracy_fn(source, final)`` on ``--limit`` test samples of ``--dataset``, if one is given."""
+    if opts.dataset is None:
+        return None
+    spikes, labels = encode_split(opts.dataset, "test", opts.limit, data, opts.seed)
+    return lambda ref, fin: accuracy(ref, fin, spikes, labels, opts.dataset)
 
-    files = emit(graph, target, out_dir)
-    if "graph.safetensors" not in files:
-        files += emit(graph, "sim", out_dir)
+
+def emit(graph: Graph, target, out_dir: Path) -> list[str]:
+    """The target's artifact plus ``graph.safetensors`` (every build directory can be simulated)."""
+    from snnc.ir.serialize import GRAPH_FILE
+    from snnc.targets.registry import TARGETS
+
+    files = list(target.emit(graph, out_dir))
+    if GRAPH_FILE not in files:
+        files += TARGETS.get("sim").emit(graph, out_dir)
     return sorted(set(files))
 
 
-def run_compile(opts: CompileOptions, log=None) -> tuple[dict, list]:
-    """Compile as ``opts`` says and write the build directory. Returns ``(report, table rows)``."""
-    from snnc import checkpoint
-    from snnc.compile.pipeline import DEFAULT_DATA, _data, compile_graph
-    from snnc.compile.report import graph_json, table_rows
-    from snnc.compile.trace import trace
+def write_build(out: Path, compiled: Compiled, target) -> dict:
+    """Write the build directory atomically; returns the report as written (``report.json``)."""
+    from snnc.compile.report import graph_json
     from snnc.fileio import atomic_dir
-    from snnc.targets.loihi2.map_cores import CoreLimits
 
-    if opts.target not in TARGETS:
-        raise UsageError(f"unknown target {opts.target!r}; choose one of {', '.join(TARGETS)}")
-    for name, v in (("--calib", opts.calib), ("--limit", opts.limit), ("--cores", opts.cores)):
-        if v is not None and v < 1:
-            raise UsageError(f"{name} must be a positive integer, got {v}")
-    if opts.calib is not None and opts.dataset is None:
-        raise UsageError("--calib needs --dataset to draw calibration samples from")
-    out = Path(opts.output)
-    _check_output_dir(out)
-    path = Path(opts.model)
-    if not path.exists():
-        raise UsageError(f"{path} does not exist; give a model file (.pt safetensors) or a netx HDF5")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; give a model file (.pt safetensors) or a netx HDF5")
-    kind = checkpoint.sniff(path)
-    if kind == "hdf5":
-        from snnc.targets.loihi2 import read_netx
-
-        source_graph = read_netx(path)
-        data = dict(DEFAULT_DATA)
-        src = {"kind": "netx", "path": str(path)}
-        if opts.calib is not None:
-            raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
-    else:
-        model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
-        source_graph = trace(model)
-        data = _data(header)
-        src = {"kind": "model", "path": str(path)}
-    if opts.dataset is not None:
-        data = {**data, "dataset": opts.dataset}
-    calibration = None
-    if opts.calib is not None:
-        calibration, _ = _encode(opts.dataset, "train", opts.calib, data, opts.seed)
-    accuracy_fn = None
-    if opts.dataset is not None:
-        spikes, labels = _encode(opts.dataset, "test", opts.limit, data, opts.seed)
-        accuracy_fn = lambda ref, fin: _accuracy(ref, fin, spikes, labels, opts.dataset)  # noqa: E731
-    limits = CoreLimits() if opts.cores is None else CoreLimits(cores=opts.cores)
-    result = compile_graph(source_graph, calibration, limits, log, src, data, accuracy_fn)
-    report = result.report
     with atomic_dir(out) as tmp:
-        files = _emit(result.final, opts.target, tmp)
+        files = emit(compiled.final, target, tmp)
         report = {
-            **report,
-            "target": opts.target,
+            **compiled.report,
+            "target": target.name,
             "files": sorted(files + ["graph.json", "report.json"]),
         }
-        (tmp / "graph.json").write_text(json.dumps(graph_json(result.final), indent=1))
+        (tmp / "graph.json").write_text(json.dumps(graph_json(compiled.final), indent=1))
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
-    return report, table_rows(report)
+    return report
 
 
-def register(cli: click.Group) -> None:
-    """Add ``snnc compile`` to the CLI group."""
-    from snnc.cli import CONTEXT, common_options, emit_json, show
+def outcome(report: dict, opts: CompileOptions) -> Outcome:
+    """The report (``--json``), and the before/after table and the accuracy line."""
+    from snnc.compile.report import table_rows
 
-    @cli.command("compile", context_settings=CONTEXT)
-    @click.argument("model", type=str)
-    @click.option(
-        "--target",
-        "-t",
-        type=str,
-        default="loihi2",
-        show_default=True,
-        help="loihi2 (netx HDF5), sim, onnx or nir.",
+    cols, rows = table_rows(report)
+    lines = ()
+    if "accuracy" in report:
+        a = report["accuracy"]
+        lines = (
+            f"accuracy on {a['samples']} {a['dataset']} test samples: "
+            f"{a['reference_precision']} {100 * a['reference']:.2f}% -> compiled "
+            f"{100 * a['compiled']:.2f}% ({100 * a['difference']:+.2f} pt)",
+        )
+    return Outcome(
+        report, table=Table(f"snnc compile -> {opts.output} ({opts.target})", cols, rows), lines=lines
     )
-    @click.option("-o", "--output", type=str, required=True, help="Build directory to write.")
-    @click.option(
-        "--dataset",
-        type=str,
-        default=None,
-        help="digits or mnist: report float vs fixed accuracy on its test split.",
-    )
-    @click.option(
-        "--calib",
-        type=int,
-        default=None,
-        help="Also remove channels silent on N training samples (lossy).",
-    )
-    @click.option("--limit", type=int, default=None, help="Use only N test samples for accuracy.")
-    @click.option("--cores", type=int, default=None, help="Neurocore budget (default 128, one Loihi 2 chip).")
-    @click.option(
-        "--trust-pickle",
-        is_flag=True,
-        help="Load a PyTorch pickle you made yourself (weights_only=True).",
-    )
-    @common_options
-    def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickle, seed, as_json, quiet):
-        """Compile MODEL (model file or netx HDF5) for a target into BUILD_DIR."""
-        from snnc.ui import console, table
 
-        if dataset is not None and dataset not in ("digits", "mnist"):
-            raise UsageError(f"unknown dataset {dataset!r}; choose digits or mnist")
-        opts = CompileOptions(model, target, output, dataset, calib, limit, seed, cores, trust_pickle)
-        log = None if (quiet or as_json) else (lambda line: console.print(line, highlight=False))
-        report, (cols, rows) = run_compile(opts, log)
-        if as_json:
-            emit_json(report)
-            return
-        show(table(f"snnc compile -> {output} ({target})", cols, rows), quiet, as_json)
-        if not quiet and "accuracy" in report:
-            a = report["accuracy"]
-            click.echo(
-                f"accuracy on {a['samples']} {a['dataset']} test samples: "
-                f"{a['reference_precision']} {100 * a['reference']:.2f}% -> compiled "
-                f"{100 * a['compiled']:.2f}% ({100 * a['difference']:+.2f} pt)"
-            )
+
+def run_compile(opts: CompileOptions, log: Callable[[str], None] | None = None) -> Outcome:
+    """Compile as ``opts`` says and write the build directory; ``log`` gets one line per pass."""
+    from snnc.compile.pipeline import compile_graph
+    from snnc.targets.registry import TARGETS
+
+    check_options(opts)
+    target = TARGETS.get(opts.target)
+    limits = target_limits(target, opts.cores)
+    source = read_source(opts)
+    data = source.data if opts.dataset is None else {**source.data, "dataset": opts.dataset}
+    calibration = None
+    if opts.calib is not None:
+        calibration, _ = encode_split(opts.dataset, "train", opts.calib, data, opts.seed)
+    compiled = compile_graph(
+        source.graph,
+        target,
+        calibration=calibration,
+        log=log,
+        source=source.info,
+        data=data,
+        accuracy_fn=accuracy_check(opts, data),
+        limits=limits,
+    )
+    report = write_build(Path(opts.output), compiled, target)
+    return outcome(report, opts)

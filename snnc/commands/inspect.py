@@ -1,13 +1,45 @@
-"""``snnc inspect`` for model files: architecture, layers with shapes, parameters, masks, accuracy."""
+"""``snnc inspect FILE``: describe a model file (architecture, layers with shapes, parameters, masks,
+accuracy) or a netx network (a netx HDF5 file, or a build directory holding ``network.net``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from snnc import checkpoint
+from snnc.commands import Outcome, Table
 from snnc.nn.zoo import named_blocks
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    """What ``snnc inspect`` was asked to describe."""
+
+    file: str
+    trust_pickle: bool = False
+
+
+def run_inspect(opts: InspectOptions) -> Outcome:
+    """Describe ``opts.file``: the netx description for a netx file or a build directory with one,
+    :func:`describe_model` for anything else."""
+    path = Path(opts.file)
+    if path.is_file() and checkpoint.sniff(path) == "hdf5":
+        from snnc.targets.loihi2 import describe_netx
+
+        info = describe_netx(path)
+    elif path.is_dir() and (path / "network.net").exists():
+        from snnc.targets.loihi2 import describe_netx
+
+        info = describe_netx(path / "network.net")
+    else:
+        info = describe_model(path, trust_pickle=opts.trust_pickle)
+    return Outcome(
+        info,
+        heading=f"[bold]{info['file']}[/bold]: {info['summary']}",
+        table=Table("layers", info["columns"], info["rows"]),
+    )
 
 
 def _layer_shapes(model) -> dict[str, tuple]:

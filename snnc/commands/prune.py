@@ -1,253 +1,208 @@
-"""``snnc prune``: click wrapper over :func:`snnc.prune.trainer.prune` (registered by
-snnc/cli.py)."""
+"""``snnc prune MODEL --method NAME --sparsity F -o pruned.pt``: prune with regeneration.
+
+Steps of :func:`run_prune`: check the options, read the model, settle the :class:`PruneConfig`
+(the model file's data settings fill what is not given), join the process group under ``torchrun``,
+run :func:`snnc.prune.trainer.prune`, then on rank 0 write the pruned model, the plots and the
+JSON report (each atomically; the per-epoch resume checkpoint is removed once they are written).
+The methods are those of ``snnc.prune.methods.registry.METHODS``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import click
+from snnc.commands import Outcome, Table
+from snnc.errors import UsageError
+
+if TYPE_CHECKING:
+    from snnc.prune.trainer import PruneConfig
+    from snnc.ui import Reporter
+
+DATASETS = ("digits", "mnist")
+# The report's entries repeated in the pruned model file's header (meta.prune.report).
+SUMMARY_KEYS = (
+    "method",
+    "target_sparsity",
+    "channel_sparsity",
+    "connection_sparsity",
+    "accuracy_before",
+    "accuracy_after",
+    "synops_before",
+    "synops_after",
+)
 
 
-def _init_distributed() -> None:
-    """Join the process group when run under ``torchrun`` (gloo on CPU, NCCL is not used: CPU
-    run)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
+@dataclass(frozen=True)
+class PruneOptions:
+    """What ``snnc prune`` was asked to do. ``dataset``/``steps`` None: the model file's; ``distill``
+    None: the method's own; ``report`` None: ``output`` with ``.json``."""
 
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
+    model: str
+    method: str
+    sparsity: float
+    output: str
+    epochs: int = 10
+    dataset: str | None = None
+    steps: int | None = None
+    lr: float = 2e-3
+    batch_size: int = 64
+    train_limit: int | None = None
+    window: int = 8
+    distill: float | None = None
+    lr_schedule: str = "cosine"
+    report: str | None = None
+    plot_dir: str | None = None
+    resume: bool = False
+    trust_pickle: bool = False
+    seed: int = 0
+
+    @property
+    def report_file(self) -> Path:
+        return Path(self.report) if self.report else Path(self.output).with_suffix(".json")
+
+    @property
+    def resume_file(self) -> Path:
+        """The per-epoch checkpoint ``--resume`` continues from: ``OUTPUT.ckpt``."""
+        out = Path(self.output)
+        return out.with_name(out.name + ".ckpt")
 
 
-def register(cli: click.Group) -> None:
-    from snnc.cli import CONTEXT, common_options, emit_json, reporter, show
+def check_options(opts: PruneOptions) -> None:
+    """One-line usage errors for options that cannot work, before the model is read."""
+    from snnc.prune.methods.registry import METHODS
 
-    @cli.command(context_settings=CONTEXT)
-    @click.argument("model", type=click.Path())
-    @click.option("--method", required=True, help="sca, criticality, relief, switcher, l1 or random.")
-    @click.option(
-        "--sparsity",
-        type=float,
-        required=True,
-        help="Fraction removed: conv channels (sca, criticality, l1, random), conv+dense "
-        "connections (relief) or dense connections (switcher). In [0, 1).",
+    if opts.method not in METHODS.names():
+        METHODS.get(opts.method)  # raises the registry's one-line error, listing the methods
+    if not 0.0 <= opts.sparsity < 1.0:
+        raise UsageError(f"--sparsity must be in [0, 1), got {opts.sparsity}")
+    if opts.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {opts.epochs}")
+    if opts.dataset is not None and opts.dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {opts.dataset!r}; choose digits or mnist")
+
+
+def prune_config(opts: PruneOptions, header: dict) -> PruneConfig:
+    """The trainer's settings: the options, with the model file's data settings for what is not given."""
+    from snnc.prune.trainer import PruneConfig, with_data_defaults
+
+    cfg = PruneConfig(
+        method=opts.method,
+        sparsity=opts.sparsity,
+        epochs=opts.epochs,
+        lr=opts.lr,
+        batch_size=opts.batch_size,
+        train_limit=opts.train_limit,
+        seed=opts.seed,
+        window=opts.window,
+        distill=opts.distill,
+        lr_schedule=opts.lr_schedule,
     )
-    @click.option("--epochs", type=int, default=10, show_default=True)
-    @click.option("--dataset", default=None, help="digits or mnist (default: the model file's).")
-    @click.option(
-        "--steps",
-        "-T",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Time steps (default: the model file's).",
-    )
-    @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True)
-    @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-    @click.option(
-        "--train-limit",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Use only the first N training samples.",
-    )
-    @click.option(
-        "--window",
-        type=click.IntRange(min=1),
-        default=8,
-        show_default=True,
-        help="Batches per activity-scoring window.",
-    )
-    @click.option(
-        "--distill",
-        type=click.FloatRange(0, 1),
-        default=None,
-        help="Weight of knowledge distillation from the unpruned model (0 = cross-entropy only; "
-        "default 0.9 for sca, criticality, l1 and random, 0 for relief and switcher).",
-    )
-    @click.option(
-        "--lr-schedule",
-        type=click.Choice(["cosine", "rewind"]),
-        default="cosine",
-        show_default=True,
-        help="cosine: one decay over all epochs; rewind: full rate while pruning, then a decay "
-        "restarted over the fine-tuning epochs.",
-    )
-    @click.option(
-        "-o",
-        "--output",
-        type=click.Path(dir_okay=False),
-        required=True,
-        help="Pruned model file to write (safetensors).",
-    )
-    @click.option(
-        "--report",
-        "report_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="JSON report path (default: OUTPUT with .json).",
-    )
-    @click.option(
-        "--plot",
-        "plot_dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Write PNG plots into this directory.",
-    )
-    @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt if it exists.")
-    @click.option("--trust-pickle", is_flag=True, help="Load a PyTorch pickle you made yourself.")
-    @common_options
-    def prune(
-        model,
-        method,
-        sparsity,
-        epochs,
-        dataset,
-        steps,
-        lr,
-        batch_size,
-        train_limit,
-        window,
-        distill,
-        lr_schedule,
-        output,
-        report_path,
-        plot_dir,
-        resume,
-        trust_pickle,
-        seed,
-        as_json,
-        quiet,
-    ):
-        """Prune MODEL with regeneration toward --sparsity; write the pruned model and a JSON
-        report."""
-        from snnc import checkpoint
-        from snnc.errors import UsageError
-        from snnc.fileio import atomic_path
-        from snnc.prune import METHODS
-        from snnc.prune.trainer import PruneConfig, model_digest, with_data_defaults
-        from snnc.prune.trainer import prune as run_prune
-        from snnc.train import data_settings
+    return with_data_defaults(cfg, header, dataset=opts.dataset, steps=opts.steps)
 
-        if method not in METHODS:
-            raise UsageError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
-        if not 0.0 <= sparsity < 1.0:
-            raise UsageError(f"--sparsity must be in [0, 1), got {sparsity}")
-        if epochs < 1:
-            raise UsageError(f"--epochs must be >= 1, got {epochs}")
-        if dataset is not None and dataset not in ("digits", "mnist"):
-            raise UsageError(f"unknown dataset {dataset!r}; choose digits or mnist")
-        net, header = checkpoint.load_model(model, trust_pickle=trust_pickle)
-        cfg = PruneConfig(
-            method=method,
-            sparsity=sparsity,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            train_limit=train_limit,
-            seed=seed,
-            window=window,
-            distill=distill,
-            lr_schedule=lr_schedule,
-        )
-        cfg = with_data_defaults(cfg, header, dataset=dataset, steps=steps)
-        _init_distributed()
-        import torch.distributed as dist
 
-        rank = dist.get_rank() if dist.is_initialized() else 0
-        out = Path(output)
-        ckpt = out.with_name(out.name + ".ckpt")
-        net, rep = run_prune(
-            net,
-            cfg,
-            reporter(quiet or rank != 0, as_json),
-            resume_path=ckpt,
-            resume=resume,
-            base_digest=model_digest(model),
-        )
-        rep["input"], rep["output"] = str(model), str(out)
-        report_file = Path(report_path) if report_path else out.with_suffix(".json")
-        rep["report"] = str(report_file)
-        if rank == 0:
-            summary = {
-                k: rep[k]
-                for k in (
-                    "method",
-                    "target_sparsity",
-                    "channel_sparsity",
-                    "connection_sparsity",
-                    "accuracy_before",
-                    "accuracy_after",
-                    "synops_before",
-                    "synops_after",
-                )
-            }
-            meta = dict(
-                header.get("meta", {}),
-                seed=seed,
-                accuracy=rep["accuracy_after"],
-                prune={
-                    "method": method,
-                    "sparsity": sparsity,
-                    "report": summary,
-                    "config": cfg.to_dict(),
-                },
-            )
-            checkpoint.save_model(out, net, data_settings(cfg.dataset, cfg.steps, cfg.encoding), meta)
-            if plot_dir:
-                from snnc.prune.plots import save_plots
+def init_distributed() -> int:
+    """Join the process group when run under ``torchrun`` (gloo: a CPU run); returns this rank."""
+    import torch.distributed as dist
 
-                rep["plots"] = [str(p) for p in save_plots(rep, plot_dir)]
-            with atomic_path(report_file) as tmp:
-                tmp.write_text(json.dumps(rep, indent=2))
-            ckpt.unlink(missing_ok=True)
-        if dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-        if rank != 0:
-            return
-        if as_json:
-            emit_json({k: v for k, v in rep.items() if k not in ("activity",)})
-            return
-        from snnc.ui import table
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank() if dist.is_initialized() else 0
 
-        rows = [
-            [
-                r["layer"],
-                r["kind"],
-                f"{r['channels_kept']}/{r['channels']}",
-                f"{r['connections_kept']}/{r['connections']}",
-                r["spike_rate_after"] if r["spike_rate_after"] is not None else "-",
-                r["synops_before"] or 0.0,
-                r["synops_after"] or 0.0,
-            ]
-            for r in rep["layers"]
+
+def finish_distributed() -> None:
+    """Wait for every rank (rank 0 writes the files), then leave the process group."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def write_outputs(opts: PruneOptions, cfg: PruneConfig, net, header: dict, rep: dict) -> None:
+    """Rank 0: the pruned model file (its header records the run), the plots, the JSON report; then
+    the resume checkpoint is no longer needed."""
+    from snnc import checkpoint
+    from snnc.fileio import atomic_path
+    from snnc.train import data_settings
+
+    meta = dict(
+        header.get("meta", {}),
+        seed=opts.seed,
+        accuracy=rep["accuracy_after"],
+        prune={
+            "method": opts.method,
+            "sparsity": opts.sparsity,
+            "report": {k: rep[k] for k in SUMMARY_KEYS},
+            "config": cfg.to_dict(),
+        },
+    )
+    checkpoint.save_model(opts.output, net, data_settings(cfg.dataset, cfg.steps, cfg.encoding), meta)
+    if opts.plot_dir:
+        from snnc.prune.plots import save_plots
+
+        rep["plots"] = [str(p) for p in save_plots(rep, opts.plot_dir)]
+    with atomic_path(opts.report_file) as tmp:
+        tmp.write_text(json.dumps(rep, indent=2))
+    opts.resume_file.unlink(missing_ok=True)
+
+
+def outcome(opts: PruneOptions, rep: dict) -> Outcome:
+    """The report without per-batch activity (``--json``), the per-layer table and the summary."""
+    rows = [
+        [
+            r["layer"],
+            r["kind"],
+            f"{r['channels_kept']}/{r['channels']}",
+            f"{r['connections_kept']}/{r['connections']}",
+            r["spike_rate_after"] if r["spike_rate_after"] is not None else "-",
+            r["synops_before"] or 0.0,
+            r["synops_after"] or 0.0,
         ]
-        show(
-            table(
-                f"snnc prune --method {method}",
-                [
-                    "layer",
-                    "kind",
-                    "channels",
-                    "connections",
-                    "spike rate",
-                    "SynOps before",
-                    "SynOps after",
-                ],
-                rows,
-            ),
-            quiet,
-            as_json,
-        )
-        if not quiet:
-            click.echo(
-                f"{method}: channels {rep['channels']['kept']}/{rep['channels']['total']} "
-                f"(sparsity {rep['channel_sparsity']:.2f}), connections sparsity "
-                f"{rep['connection_sparsity']:.2f}; accuracy "
-                f"{100 * rep['accuracy_before']:.2f}% -> "
-                f"{100 * rep['accuracy_after']:.2f}%; SynOps {rep['synops_before']:.0f} -> "
-                f"{rep['synops_after']:.0f}; scoring {rep['scoring_seconds']:.2f} s of "
-                f"{rep['train_seconds']:.1f} s training -> {out} (report {report_file})"
-            )
-            for p in rep.get("plots", []):
-                click.echo(f"plot: {p}")
+        for r in rep["layers"]
+    ]
+    columns = ["layer", "kind", "channels", "connections", "spike rate", "SynOps before", "SynOps after"]
+    summary = (
+        f"{opts.method}: channels {rep['channels']['kept']}/{rep['channels']['total']} "
+        f"(sparsity {rep['channel_sparsity']:.2f}), connections sparsity "
+        f"{rep['connection_sparsity']:.2f}; accuracy "
+        f"{100 * rep['accuracy_before']:.2f}% -> "
+        f"{100 * rep['accuracy_after']:.2f}%; SynOps {rep['synops_before']:.0f} -> "
+        f"{rep['synops_after']:.0f}; scoring {rep['scoring_seconds']:.2f} s of "
+        f"{rep['train_seconds']:.1f} s training -> {Path(opts.output)} (report {opts.report_file})"
+    )
+    return Outcome(
+        {k: v for k, v in rep.items() if k != "activity"},
+        table=Table(f"snnc prune --method {opts.method}", columns, rows),
+        lines=(summary, *(f"plot: {p}" for p in rep.get("plots", []))),
+    )
+
+
+def run_prune(opts: PruneOptions, reporter: Reporter | None = None) -> Outcome | None:
+    """Prune as ``opts`` says and write the outputs. Under ``torchrun`` every rank trains; only
+    rank 0 writes and has an outcome (None on the others)."""
+    from snnc import checkpoint
+    from snnc.prune.trainer import model_digest, prune
+    from snnc.ui import Reporter
+
+    check_options(opts)
+    net, header = checkpoint.load_model(opts.model, trust_pickle=opts.trust_pickle)
+    cfg = prune_config(opts, header)
+    rank = init_distributed()
+    net, rep = prune(
+        net,
+        cfg,
+        reporter if rank == 0 else Reporter(False),
+        resume_path=opts.resume_file,
+        resume=opts.resume,
+        base_digest=model_digest(opts.model),
+    )
+    rep["input"], rep["output"] = str(opts.model), str(Path(opts.output))
+    rep["report"] = str(opts.report_file)
+    if rank == 0:
+        write_outputs(opts, cfg, net, header, rep)
+    finish_distributed()
+    return outcome(opts, rep) if rank == 0 else None

@@ -1,17 +1,18 @@
-"""The compile pipeline: model (or netx file) -> fixed-point, mapped IR graph + report.
+"""The compile pipeline: a graph (or model) -> the target's lowered graph + the report.
 
-``compile_model``: ``trace`` -> ``fold_bn`` -> ``remove_dead`` -> ``quantize`` -> ``map_cores``.
-``compile_netx``: ``read_netx`` -> ``remove_dead`` (exact: only channels with all-zero incoming
-weights whose bias cannot fire, or whose spikes nothing reads) -> ``map_cores``; the result's
-output spikes equal the original's for every input, in ``sim`` and in Lava.
+``compile_graph``: the generic passes ``fold_bn`` -> ``remove_dead`` (exact: only channels with
+all-zero incoming weights whose bias cannot fire, or whose spikes nothing reads; lossy with a
+``calibration`` set), then ``target.lower`` (Loihi 2's: ``quantize`` -> ``map_cores``).
+``compile_model``: ``trace`` first. The target is an object (:class:`snnc.targets.base.Target`);
+this module never imports :mod:`snnc.targets` (the caller looks the target up).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +21,6 @@ from snnc.compile.passes import run_passes
 from snnc.compile.passes.fold_bn import fold_bn
 from snnc.compile.passes.remove_dead import remove_dead
 from snnc.compile.report import build_report
-from snnc.compile.trace import trace
-from snnc.targets.loihi2.map_cores import CoreLimits, map_cores
-from snnc.targets.loihi2.quantize import quantize
 
 DEFAULT_DATA = {"dataset": None, "steps": 16, "encoding": "rate"}
 
@@ -37,7 +35,9 @@ class Compiled:
     report: dict
 
 
-def _data(header: dict | None) -> dict:
+def data_settings(header: dict | None) -> dict:
+    """The report's ``data`` (dataset, steps, encoding) from a model file's header; defaults for
+    what it does not say."""
     d = dict(DEFAULT_DATA)
     d.update({k: v for k, v in ((header or {}).get("data") or {}).items() if k in d})
     return d
@@ -45,19 +45,24 @@ def _data(header: dict | None) -> dict:
 
 def compile_graph(
     graph: ir.Graph,
+    target: Any,
     calibration: np.ndarray | None = None,
-    target_limits: CoreLimits | None = None,
     log: Callable[[str], None] | None = None,
     source: dict | None = None,
     data: dict | None = None,
     accuracy_fn: Callable[[ir.Graph, ir.Graph], dict] | None = None,
+    limits: Any = None,
 ) -> Compiled:
-    """Run the passes on a graph of either precision; ``accuracy_fn(source, final)`` adds
-    accuracy."""
+    """Run the generic passes, then ``target.lower(graph, log, limits)``, on a graph of either
+    precision.
+
+    ``target``: a :class:`~snnc.targets.base.Target`; ``limits`` overrides its ``limits``.
+    ``calibration``: optional spikes ``(N, *input_shape, T)`` for lossy removal of channels silent on
+    them. ``source`` and ``data`` go into the report; ``accuracy_fn(source, final)`` adds accuracy.
+    """
     dead = functools.partial(remove_dead, calibration=calibration) if calibration is not None else remove_dead
     pruned = run_passes(graph, [fold_bn, dead], log)
-    mapper = functools.partial(map_cores, limits=target_limits or CoreLimits())
-    final = run_passes(pruned, [quantize, mapper], log)
+    final = target.lower(pruned, log=log, limits=limits)
     accuracy = accuracy_fn(graph, final) if accuracy_fn is not None else None
     report = build_report(
         graph, final, source or {"kind": "graph", "path": ""}, data or dict(DEFAULT_DATA), accuracy
@@ -67,40 +72,28 @@ def compile_graph(
 
 def compile_model(
     model,
+    target: Any,
     header: dict | None = None,
     calibration: np.ndarray | None = None,
-    target_limits: CoreLimits | None = None,
+    limits: Any = None,
     log: Callable[[str], None] | None = None,
     path: str = "",
 ) -> tuple[ir.Graph, dict]:
-    """Compile a zoo model (with its masks) to a fixed-point, neurocore-mapped graph.
+    """Compile a zoo model (with its masks) for ``target``.
 
     ``header``: the model file's header (its ``data`` goes into the report). ``calibration``:
     optional spikes ``(N, *input_shape, T)`` for lossy removal of channels silent on them. Returns
-    ``(fixed_graph, report)``.
+    ``(final_graph, report)``.
     """
+    from snnc.compile.trace import trace  # torch: only when a model is compiled
+
     c = compile_graph(
         trace(model),
+        target,
         calibration,
-        target_limits,
         log,
         {"kind": "model", "path": str(path)},
-        _data(header),
-    )
-    return c.final, c.report
-
-
-def compile_netx(
-    path: str | os.PathLike,
-    target_limits: CoreLimits | None = None,
-    log: Callable[[str], None] | None = None,
-) -> tuple[ir.Graph, dict]:
-    """Compress a lava-dl netx HDF5: remove its dead channels exactly. Returns ``(fixed_graph,
-    report)``."""
-    from snnc.targets.loihi2 import read_netx
-
-    graph = read_netx(path)
-    c = compile_graph(
-        graph, None, target_limits, log, {"kind": "netx", "path": str(path)}, dict(DEFAULT_DATA)
+        data_settings(header),
+        limits=limits,
     )
     return c.final, c.report

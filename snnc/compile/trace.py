@@ -93,6 +93,33 @@ def _synaptic(name: str, block: B.SpikingBlock, extra_mask: np.ndarray | None = 
     raise SnncError(f"{name}: cannot trace block type {type(block).__name__}")
 
 
+def _pool(name: str, block: B.Pool) -> ir.Pool:
+    k, s = block.kernel_size, block.stride
+    neuron = _lif(block.neuron, None)
+    return ir.Pool(name, kernel=(k, k), stride=(s, s), weight=float(block.weight), neuron=neuron)
+
+
+def _residual(name: str, block: B.Residual, prev: str, add) -> str:
+    """A Residual fed by ``prev``: its main-branch nodes, the synapse-only shortcut and the Add
+    (named ``name``) whose neurons sum the two; returns the Add's name."""
+    add_mask = _np(block.channel_mask)
+    h = prev
+    for j, sub in enumerate(block.main):
+        sub_name = f"{name}.main.{j}"
+        if not isinstance(sub, B.SpikingBlock):
+            raise SnncError(f"{sub_name}: residual main blocks must be Conv or Dense")
+        last = j == len(block.main) - 1
+        h = add(_synaptic(sub_name, sub, add_mask if last else None), h)
+    short = add(_synaptic(f"{name}.shortcut", block.shortcut, add_mask), prev)
+    bias = _np(block.bias) * add_mask
+    node = ir.Add(
+        name,
+        neuron=_lif(block.neuron, bias),
+        meta={"channel_mask": add_mask.astype(np.int8), "module": "Residual"},
+    )
+    return add(node, h, short)
+
+
 def trace(model: SpikingNet) -> ir.Graph:
     """Turn a zoo model into a float :class:`~snnc.ir.Graph` (verified).
 
@@ -115,38 +142,13 @@ def trace(model: SpikingNet) -> ir.Graph:
         if isinstance(block, B.Flatten):
             prev = add(ir.Flatten(name), prev)
         elif isinstance(block, B.Pool):
-            k, s = block.kernel_size, block.stride
-            prev = add(
-                ir.Pool(
-                    name,
-                    kernel=(k, k),
-                    stride=(s, s),
-                    weight=float(block.weight),
-                    neuron=_lif(block.neuron, None),
-                ),
-                prev,
-            )
+            prev = add(_pool(name, block), prev)
         elif isinstance(block, B.SpikingBlock):
             if block.neuron is None:
                 raise SnncError(f"{name}: a synapse-only block outside a residual cannot be traced")
             prev = add(_synaptic(name, block), prev)
         elif isinstance(block, B.Residual):
-            add_mask = _np(block.channel_mask)
-            h = prev
-            for j, sub in enumerate(block.main):
-                sub_name = f"{name}.main.{j}"
-                if not isinstance(sub, B.SpikingBlock):
-                    raise SnncError(f"{sub_name}: residual main blocks must be Conv or Dense")
-                last = j == len(block.main) - 1
-                h = add(_synaptic(sub_name, sub, add_mask if last else None), h)
-            short = add(_synaptic(f"{name}.shortcut", block.shortcut, add_mask), prev)
-            bias = _np(block.bias) * add_mask
-            node = ir.Add(
-                name,
-                neuron=_lif(block.neuron, bias),
-                meta={"channel_mask": add_mask.astype(np.int8), "module": "Residual"},
-            )
-            prev = add(node, h, short)
+            prev = _residual(name, block, prev, add)
         elif isinstance(block, nn.Module):
             raise SnncError(f"{name}: cannot trace block type {type(block).__name__}")
     add(ir.Output("output"), prev)

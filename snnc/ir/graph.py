@@ -1,16 +1,22 @@
 """The intermediate representation: a graph of frozen node dataclasses holding numpy arrays.
 
-Semantics (the same in float and in fixed point): every synaptic node (Conv, Dense, Pool) adds one step of
-latency (LAVA_FACTS §2.5); a node's ``neuron`` is a CUBA-LIF population (``snnc.nn.neuron``); a synaptic node
-with ``neuron=None`` is a synapse only and must feed an ``Add``, whose neuron sums every incoming current
-(Lava sums all OutPorts connected to one InPort, §2.5). ``Flatten`` is (C, H, W) -> C*H*W in PyTorch order
-and adds no latency. Shapes are PyTorch order: ``(C, H, W)`` or ``(F,)``.
+Semantics (the same in float and in fixed point): every synaptic node (Conv, Dense, Pool) adds one step
+of latency (docs/loihi2.md §2.5); a node's ``neuron`` is a CUBA-LIF population (``snnc.nn.neuron``); a
+synaptic node with ``neuron=None`` is a synapse only and must feed an ``Add``, whose neuron sums every
+incoming current (Lava sums all OutPorts connected to one InPort, §2.5). ``Flatten`` is (C, H, W) ->
+C*H*W in PyTorch order and adds no latency. Shapes are PyTorch order: ``(C, H, W)`` or ``(F,)``.
 
 Precision: ``graph.meta["precision"]`` is ``"float"`` (trained values) or ``"fixed"`` (after ``quantize``:
 weights are integer mantissas with effective value ``weight * 2**weight_exp``; thresholds, biases are
 integer mantissas: ``vth`` and ``bias`` of Lava's LIF, both used ``<< 6``). Nodes are immutable: passes edit
 them with :func:`dataclasses.replace`; analysis results live in ``node.meta`` under named keys
 (``"shape"``, ``"spike_rate"``, ``"cores"``, ...).
+
+Each node kind owns its behaviour: :meth:`Node.out_shape` (shape inference, used by
+:meth:`Graph.shapes`) and :meth:`Node.to_dict` / :meth:`Node.from_dict` (its entry in
+``graph.safetensors``, :mod:`snnc.ir.serialize`). Backends dispatch on ``node.kind`` through
+:class:`snnc.ir.NodeVisitor`. A new kind: a dataclass here with those methods, an entry in
+:data:`NODE_KINDS`, and a ``visit_<kind>`` in each backend that should run it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from snnc.errors import SnncError
+from snnc.ir.fixed import DECAY_UNITY
 
 
 class GraphError(SnncError):
@@ -43,6 +50,31 @@ def _pair(v) -> tuple[int, int]:
     return t
 
 
+def jsonable(obj: Any) -> Any:
+    """JSON-able copy of ``obj``; values JSON cannot hold are dropped (analysis caches in ``meta``)."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            try:
+                out[str(k)] = jsonable(v)
+            except TypeError:
+                continue
+        return out
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, str | int | float | bool):
+        return obj
+    raise TypeError(type(obj).__name__)
+
+
+#: The arrays of a serialized graph, by name (``"<node>.<field>"``): safetensors' tensors.
+Tensors = dict[str, np.ndarray]
+
+
 @dataclass(frozen=True)
 class CubaLIF:
     """CUBA-LIF population parameters (NIR's name). ``bias``: per output channel ``(C,)`` or ``None``.
@@ -61,9 +93,32 @@ class CubaLIF:
             object.__setattr__(self, "bias", _arr(self.bias, np.float64))
         for name in ("current_decay", "voltage_decay"):
             v = getattr(self, name)
-            if int(v) != v or not 0 <= v <= 4096:
-                raise GraphError(f"{name} must be an integer in [0, 4096], got {v}")
+            if int(v) != v or not 0 <= v <= DECAY_UNITY:
+                raise GraphError(f"{name} must be an integer in [0, {DECAY_UNITY}], got {v}")
             object.__setattr__(self, name, int(v))
+
+    def to_dict(self, prefix: str, tensors: Tensors) -> dict:
+        """The JSON entry of this neuron; ``bias`` goes to ``tensors["<prefix>.bias"]``."""
+        if self.bias is not None:
+            tensors[f"{prefix}.bias"] = np.ascontiguousarray(self.bias, dtype=np.float64)
+        return {
+            "threshold": float(self.threshold),
+            "current_decay": self.current_decay,
+            "voltage_decay": self.voltage_decay,
+            "bias": self.bias is not None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, prefix: str, tensors: Tensors) -> CubaLIF:
+        """Inverse of :meth:`to_dict`; an integral threshold comes back as an ``int`` (a mantissa)."""
+        bias = tensors[f"{prefix}.bias"] if d.get("bias") else None
+        thr = d["threshold"]
+        return cls(
+            threshold=int(thr) if float(thr).is_integer() else float(thr),
+            current_decay=d["current_decay"],
+            voltage_decay=d["voltage_decay"],
+            bias=bias,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,39 +132,106 @@ class BatchNorm:
     eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        for name in ("weight", "bias", "running_mean", "running_var"):
+        for name in self.ARRAYS:
             object.__setattr__(self, name, _arr(getattr(self, name), np.float64))
+
+    ARRAYS = ("weight", "bias", "running_mean", "running_var")
+
+    def to_tensors(self, prefix: str, tensors: Tensors) -> float:
+        """Store the four arrays as ``tensors["<prefix>.<array>"]``; returns ``eps`` (the JSON part)."""
+        for f in self.ARRAYS:
+            tensors[f"{prefix}.{f}"] = np.ascontiguousarray(getattr(self, f))
+        return float(self.eps)
+
+    @classmethod
+    def from_tensors(cls, prefix: str, tensors: Tensors, eps: float) -> BatchNorm:
+        return cls(*(tensors[f"{prefix}.{f}"] for f in cls.ARRAYS), eps=float(eps))
 
 
 @dataclass(frozen=True)
 class Node:
+    """A node of the graph. Each kind (a subclass) owns its behaviour: shape inference
+    (:meth:`out_shape`) and its entry in ``graph.safetensors`` (:meth:`to_dict`,
+    :meth:`from_dict`); backends dispatch on :attr:`kind` through :class:`snnc.ir.NodeVisitor`.
+    """
+
     name: str
     meta: dict = field(default_factory=dict, compare=False, repr=False, kw_only=True)
 
     kind = "node"
+    #: Input edges: 0 (``Input``), 1, or ``None`` for one or more of the same shape (``Add``).
+    n_inputs = 1
 
     @property
     def is_synapse(self) -> bool:
         return False
+
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        """The output shape for the input shape ``in_shape`` (node ``src``'s output, named in
+        errors). Raises :class:`GraphError` when the input does not fit."""
+        raise GraphError(f"{self.name}: unknown node kind {type(self).__name__}")
+
+    # -- graph.safetensors ---------------------------------------------------------------------
+    def to_dict(self, tensors: Tensors) -> dict:
+        """This node's JSON entry in ``graph.safetensors``: ``name``, ``kind``, the JSON-able part
+        of ``meta``, then the kind's fields (:meth:`fields_to_dict`). Arrays go into ``tensors`` as
+        ``"<name>.<field>"``."""
+        d = {"name": self.name, "kind": self.kind, "meta": jsonable(self.meta)}
+        d.update(self.fields_to_dict(tensors))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, tensors: Tensors) -> Node:
+        """Inverse of :meth:`to_dict` (call it on the class named by ``d["kind"]``). A missing or
+        malformed field raises ``KeyError``, ``TypeError`` or ``ValueError``; the node's own checks
+        raise :class:`GraphError`."""
+        meta = dict(d.get("meta") or {})
+        return cls(d["name"], meta=meta, **cls.fields_from_dict(d, tensors))
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        """The kind's own fields as JSON (arrays into ``tensors``); none for the base."""
+        return {}
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        """Constructor keywords of the kind's own fields, read from ``d`` and ``tensors``."""
+        return {}
 
 
 @dataclass(frozen=True)
 class Input(Node):
     shape: tuple[int, ...] = ()
     kind = "input"
+    n_inputs = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+
+    def out_shape(self, in_shape: tuple[int, ...] = (), src: str = "") -> tuple[int, ...]:
+        return self.shape
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        return {"shape": list(self.shape)}
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        return {"shape": tuple(int(s) for s in d["shape"])}
 
 
 @dataclass(frozen=True)
 class Output(Node):
     kind = "output"
 
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        return in_shape
+
 
 @dataclass(frozen=True)
 class Flatten(Node):
     kind = "flatten"
+
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        return (int(np.prod(in_shape)),)
 
 
 @dataclass(frozen=True)
@@ -143,6 +265,40 @@ class Conv(Node):
     def out_channels(self) -> int:
         return self.weight.shape[0]
 
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        c, h, w = _image(self, in_shape, src)
+        cin = self.weight.shape[1] * self.groups
+        if c != cin:
+            raise GraphError(f"{src}.output {in_shape} -> {self.name}.input: expected {cin} channels")
+        ky, kx = self.weight.shape[2:]
+        out = (
+            self.weight.shape[0],
+            _conv_out(h, ky, self.stride[0], self.padding[0], self.dilation[0]),
+            _conv_out(w, kx, self.stride[1], self.padding[1], self.dilation[1]),
+        )
+        return _nonempty(self, out, in_shape)
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        return {
+            **_synapse_to_dict(self, tensors),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            **_neuron_to_dict(self, tensors),
+        }
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        return {
+            **_synapse_from_dict(d, tensors),
+            "stride": tuple(d["stride"]),
+            "padding": tuple(d["padding"]),
+            "dilation": tuple(d["dilation"]),
+            "groups": int(d["groups"]),
+            **_neuron_from_dict(d, tensors),
+        }
+
 
 @dataclass(frozen=True)
 class Dense(Node):
@@ -168,6 +324,19 @@ class Dense(Node):
     def out_channels(self) -> int:
         return self.weight.shape[0]
 
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        n_in = self.weight.shape[1]
+        if in_shape != (n_in,):
+            raise GraphError(f"{src}.output {in_shape} -> {self.name}.input {n_in}: expected {(n_in,)}")
+        return (self.weight.shape[0],)
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        return {**_synapse_to_dict(self, tensors), **_neuron_to_dict(self, tensors)}
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        return {**_synapse_from_dict(d, tensors), **_neuron_from_dict(d, tensors)}
+
 
 @dataclass(frozen=True)
 class Pool(Node):
@@ -192,6 +361,28 @@ class Pool(Node):
         tap ``weight``."""
         return np.full((channels, 1, *self.kernel), float(self.weight))
 
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        c, h, w = _image(self, in_shape, src)
+        (ky, kx), (sy, sx) = self.kernel, self.stride
+        return _nonempty(self, (c, _conv_out(h, ky, sy, 0, 1), _conv_out(w, kx, sx, 0, 1)), in_shape)
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        return {
+            "kernel": list(self.kernel),
+            "stride": list(self.stride),
+            "weight": float(self.weight),
+            **_neuron_to_dict(self, tensors),
+        }
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        return {
+            "kernel": tuple(d["kernel"]),
+            "stride": tuple(d["stride"]),
+            "weight": float(d["weight"]),
+            **_neuron_from_dict(d, tensors),
+        }
+
 
 @dataclass(frozen=True)
 class Add(Node):
@@ -199,9 +390,64 @@ class Add(Node):
 
     neuron: CubaLIF | None = None
     kind = "add"
+    n_inputs = None
+
+    def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+        return in_shape
+
+    def fields_to_dict(self, tensors: Tensors) -> dict:
+        return _neuron_to_dict(self, tensors)
+
+    @classmethod
+    def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
+        return _neuron_from_dict(d, tensors)
 
 
 NODE_KINDS = {c.kind: c for c in (Input, Output, Flatten, Conv, Dense, Pool, Add)}
+
+
+# -- what the node kinds share -------------------------------------------------------------------
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _image(node: Node, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+    if len(in_shape) != 3:
+        raise GraphError(f"{src}.output {in_shape} -> {node.name}.input: expected (C, H, W)")
+    return in_shape
+
+
+def _nonempty(node: Node, out: tuple[int, ...], in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    if min(out) < 1:
+        raise GraphError(f"{node.name}: output shape {out} is empty for input {in_shape}")
+    return out
+
+
+def _synapse_to_dict(node: Conv | Dense, tensors: Tensors) -> dict:
+    """``weight`` (a tensor), ``weight_exp``, and the batch-norm's tensors and ``bn_eps`` if it has one."""
+    tensors[f"{node.name}.weight"] = np.ascontiguousarray(node.weight, dtype=np.float64)
+    d: dict = {"weight_exp": int(node.weight_exp)}
+    if node.bn is not None:
+        d["bn_eps"] = node.bn.to_tensors(f"{node.name}.bn", tensors)
+    return d
+
+
+def _synapse_from_dict(d: dict, tensors: Tensors) -> dict:
+    name = d["name"]
+    kw: dict = {"weight": tensors[f"{name}.weight"], "weight_exp": int(d.get("weight_exp", 0))}
+    if "bn_eps" in d:
+        kw["bn"] = BatchNorm.from_tensors(f"{name}.bn", tensors, d["bn_eps"])
+    return kw
+
+
+def _neuron_to_dict(node: Conv | Dense | Pool | Add, tensors: Tensors) -> dict:
+    n = node.neuron
+    return {"neuron": None if n is None else n.to_dict(f"{node.name}.neuron", tensors)}
+
+
+def _neuron_from_dict(d: dict, tensors: Tensors) -> dict:
+    n = d.get("neuron")
+    return {} if n is None else {"neuron": CubaLIF.from_dict(n, f"{d['name']}.neuron", tensors)}
 
 
 @dataclass(frozen=True)
@@ -261,32 +507,30 @@ class Graph:
 
     # -- shapes and checks -------------------------------------------------------------------
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Output shape of every node (PyTorch order). Raises :class:`GraphError` on a mismatch."""
+        """Output shape of every node (PyTorch order), each from its node's :meth:`Node.out_shape`.
+        Raises :class:`GraphError` on a mismatch."""
         shapes: dict[str, tuple[int, ...]] = {}
         for name, node in self.nodes.items():
             preds = self.predecessors(name)
-            if isinstance(node, Input):
+            if node.n_inputs == 0:
                 if preds:
-                    raise GraphError(f"{name}: Input cannot have predecessors")
-                shapes[name] = node.shape
+                    raise GraphError(f"{name}: {type(node).__name__} cannot have predecessors")
+                shapes[name] = node.out_shape((), "")
                 continue
             if not preds:
                 raise GraphError(f"{name}: has no input edge")
             for p in preds:
                 if p not in shapes:
                     raise GraphError(f"{name}: input {p} is not defined before it (order or name)")
-            if isinstance(node, Add):
+            if node.n_inputs is None:  # any number of inputs, all of one shape
                 ins = {p: shapes[p] for p in preds}
                 if len(set(ins.values())) != 1:
                     desc = ", ".join(f"{p} {s}" for p, s in ins.items())
-                    raise GraphError(f"{name}: Add inputs have different shapes: {desc}")
-                shapes[name] = next(iter(ins.values()))
-                continue
-            if len(preds) != 1:
+                    raise GraphError(f"{name}: {type(node).__name__} inputs have different shapes: {desc}")
+            elif len(preds) != 1:
                 raise GraphError(f"{name}: {node.kind} takes one input, has {len(preds)}")
             src = preds[0]
-            s = shapes[src]
-            shapes[name] = _out_shape(node, s, src)
+            shapes[name] = node.out_shape(shapes[src], src)
         return shapes
 
     def verify(self) -> Graph:
@@ -325,44 +569,9 @@ class Graph:
         return rows
 
 
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _out_shape(node: Node, s: tuple[int, ...], src: str) -> tuple[int, ...]:
-    name = node.name
-    if isinstance(node, (Output,)):
-        return s
-    if isinstance(node, Flatten):
-        return (int(np.prod(s)),)
-    if isinstance(node, Dense):
-        if s != (node.weight.shape[1],):
-            raise GraphError(
-                f"{src}.output {s} -> {name}.input {node.weight.shape[1]}: "
-                f"expected {(node.weight.shape[1],)}"
-            )
-        return (node.weight.shape[0],)
-    if isinstance(node, (Conv, Pool)):
-        if len(s) != 3:
-            raise GraphError(f"{src}.output {s} -> {name}.input: expected (C, H, W)")
-        c, h, w = s
-        if isinstance(node, Pool):
-            (ky, kx), (sy, sx) = node.kernel, node.stride
-            out = (c, _conv_out(h, ky, sy, 0, 1), _conv_out(w, kx, sx, 0, 1))
-        else:
-            cin = node.weight.shape[1] * node.groups
-            if c != cin:
-                raise GraphError(f"{src}.output {s} -> {name}.input: expected {cin} channels")
-            ky, kx = node.weight.shape[2:]
-            out = (
-                node.weight.shape[0],
-                _conv_out(h, ky, node.stride[0], node.padding[0], node.dilation[0]),
-                _conv_out(w, kx, node.stride[1], node.padding[1], node.dilation[1]),
-            )
-        if min(out) < 1:
-            raise GraphError(f"{name}: output shape {out} is empty for input {s}")
-        return out
-    raise GraphError(f"{name}: unknown node kind {type(node).__name__}")
+def out_shape(node: Node, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
+    """``node.out_shape(in_shape, src)``: the output shape of ``node`` fed ``in_shape`` by ``src``."""
+    return node.out_shape(in_shape, src)
 
 
 def replace(node: Node, **changes: Any) -> Node:

@@ -4,7 +4,9 @@ pickle.
 Arrays (weights, biases, batch-norm statistics) are safetensors tensors named ``<node>.<field>``;
 the structure (node kinds, scalar fields, edges, graph and node ``meta``) is JSON in the metadata
 entry ``snnc``: ``{"format": "snnc-graph", "version": 1, "meta": {...}, "nodes": [...], "edges":
-[...]}``. Written atomically; on reading every field is validated and the graph is verified, so a
+[...]}``. Each node kind writes and reads its own entry and tensors
+(:meth:`snnc.ir.Node.to_dict`, :meth:`~snnc.ir.Node.from_dict`); this module holds the file around
+them. Written atomically; on reading every field is validated and the graph is verified, so a
 damaged file gives one line naming what is wrong.
 
 Every build directory holds ``graph.safetensors`` (:data:`GRAPH_FILE`).
@@ -20,55 +22,11 @@ import numpy as np
 
 from snnc.errors import UsageError
 from snnc.fileio import atomic_path
-from snnc.ir import (
-    NODE_KINDS,
-    Add,
-    BatchNorm,
-    Conv,
-    CubaLIF,
-    Dense,
-    Graph,
-    GraphError,
-    Pool,
-)
+from snnc.ir.graph import NODE_KINDS, Graph, GraphError, jsonable
 
 FORMAT = "snnc-graph"
 VERSION = 1
 GRAPH_FILE = "graph.safetensors"
-
-
-def _jsonable(obj):
-    """JSON-able copy of ``obj``; values JSON cannot hold are dropped (analysis caches)."""
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            try:
-                out[str(k)] = _jsonable(v)
-            except TypeError:
-                continue
-        return out
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, str | int | float | bool):
-        return obj
-    raise TypeError(type(obj).__name__)
-
-
-def _neuron_dict(n: CubaLIF | None, name: str, tensors: dict) -> dict | None:
-    if n is None:
-        return None
-    if n.bias is not None:
-        tensors[f"{name}.neuron.bias"] = np.ascontiguousarray(n.bias, dtype=np.float64)
-    return {
-        "threshold": float(n.threshold),
-        "current_decay": n.current_decay,
-        "voltage_decay": n.voltage_decay,
-        "bias": n.bias is not None,
-    }
 
 
 def save_graph(graph: Graph, path: str | os.PathLike) -> None:
@@ -77,34 +35,11 @@ def save_graph(graph: Graph, path: str | os.PathLike) -> None:
 
     graph.verify()
     tensors: dict[str, np.ndarray] = {}
-    nodes = []
-    for name, node in graph.nodes.items():
-        d: dict = {"name": name, "kind": node.kind, "meta": _jsonable(node.meta)}
-        if node.kind == "input":
-            d["shape"] = list(node.shape)
-        if isinstance(node, Conv | Dense):
-            tensors[f"{name}.weight"] = np.ascontiguousarray(node.weight, dtype=np.float64)
-            d["weight_exp"] = int(node.weight_exp)
-            if node.bn is not None:
-                for f in ("weight", "bias", "running_mean", "running_var"):
-                    tensors[f"{name}.bn.{f}"] = np.ascontiguousarray(getattr(node.bn, f))
-                d["bn_eps"] = float(node.bn.eps)
-        if isinstance(node, Conv):
-            d.update(
-                stride=list(node.stride),
-                padding=list(node.padding),
-                dilation=list(node.dilation),
-                groups=node.groups,
-            )
-        if isinstance(node, Pool):
-            d.update(kernel=list(node.kernel), stride=list(node.stride), weight=float(node.weight))
-        if isinstance(node, Conv | Dense | Pool | Add):
-            d["neuron"] = _neuron_dict(node.neuron, name, tensors)
-        nodes.append(d)
+    nodes = [node.to_dict(tensors) for node in graph.nodes.values()]
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "meta": _jsonable(graph.meta),
+        "meta": jsonable(graph.meta),
         "nodes": nodes,
         "edges": [list(e) for e in graph.edges],
     }
@@ -160,36 +95,4 @@ def _node_from(d: dict, tensors: dict):
     name, kind = d["name"], d["kind"]
     if kind not in NODE_KINDS:
         raise ValueError(f"unknown node kind {kind!r} for {name}")
-    cls = NODE_KINDS[kind]
-    kw: dict = {"meta": dict(d.get("meta") or {})}
-    if kind == "input":
-        kw["shape"] = tuple(int(s) for s in d["shape"])
-    if kind in ("conv", "dense"):
-        kw["weight"] = tensors[f"{name}.weight"]
-        kw["weight_exp"] = int(d.get("weight_exp", 0))
-        if "bn_eps" in d:
-            kw["bn"] = BatchNorm(
-                *(tensors[f"{name}.bn.{f}"] for f in ("weight", "bias", "running_mean", "running_var")),
-                eps=float(d["bn_eps"]),
-            )
-    if kind == "conv":
-        kw.update(
-            stride=tuple(d["stride"]),
-            padding=tuple(d["padding"]),
-            dilation=tuple(d["dilation"]),
-            groups=int(d["groups"]),
-        )
-    if kind == "pool":
-        kw.update(kernel=tuple(d["kernel"]), stride=tuple(d["stride"]), weight=float(d["weight"]))
-    if kind in ("conv", "dense", "pool", "add"):
-        n = d.get("neuron")
-        if n is not None:
-            bias = tensors[f"{name}.neuron.bias"] if n.get("bias") else None
-            thr = n["threshold"]
-            kw["neuron"] = CubaLIF(
-                threshold=int(thr) if float(thr).is_integer() else float(thr),
-                current_decay=n["current_decay"],
-                voltage_decay=n["voltage_decay"],
-                bias=bias,
-            )
-    return cls(name, **kw)
+    return NODE_KINDS[kind].from_dict(d, tensors)

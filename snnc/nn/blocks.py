@@ -37,7 +37,7 @@ class VoltageBiasBatchNorm(nn.Module):
 
     ``BN(a) = gamma * (a - mean) / std + beta`` is split into a scale on the current
     (``gamma / std * a``) and a constant ``beta - gamma * mean / std`` that the neuron adds to ``v`` each
-    step (Loihi's bias enters ``v``, LAVA_FACTS §2.1). The split makes folding into the deployed
+    step (Loihi's bias enters ``v``, docs/loihi2.md §2.1). The split makes folding into the deployed
     weights and bias exact whatever the current decay (see docs/methods.md).
     Statistics are over batch, space and time.
     """
@@ -273,7 +273,7 @@ class Residual(nn.Module):
 
     ``main`` is a list of blocks whose last is a synapse-only Conv; ``shortcut`` is a synapse-only 1x1
     Conv. Their delayed currents are summed at the Add neuron (Lava sums every OutPort connected to one
-    InPort, LAVA_FACTS §2.5). The Add has its own bias and ``channel_mask``.
+    InPort, docs/loihi2.md §2.5). The Add has its own bias and ``channel_mask``.
     """
 
     kind = "residual"

@@ -1,7 +1,7 @@
 """CUBA-LIF neuron with Loihi 2's dynamics, in float, for training.
 
 The dynamics are written once here. Per neuron and time step ``t`` (Loihi 2 ``PyLifModelBitAcc``,
-LAVA_FACTS §2.1), with the synaptic input ``a[t]`` already delayed by one step (§2.5)::
+docs/loihi2.md §2.1), with the synaptic input ``a[t]`` already delayed by one step (§2.5)::
 
     u[t] = u[t-1] * (4096 - current_decay) / 4096 + a[t]
     v[t] = v[t-1] * (4096 - voltage_decay) / 4096 + u[t] + bias
@@ -83,7 +83,7 @@ def delay_one_step(a: torch.Tensor) -> torch.Tensor:
     """Shift along the last (time) axis by one step: ``out[..., t] = a[..., t-1]``, ``out[..., 0] = 0``.
 
     Every Loihi synapse (Dense/Sparse/Conv) sends at step t what it accumulated at t-1
-    (LAVA_FACTS §2.2, §2.5), so each synaptic layer adds one step of latency.
+    (docs/loihi2.md §2.2, §2.5), so each synaptic layer adds one step of latency.
     """
     return torch.nn.functional.pad(a, (1, 0))[..., :-1]
 

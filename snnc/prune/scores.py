@@ -1,8 +1,8 @@
-"""Scores: which units matter. Higher score = keep. Each function cites its source in
-docs/methods.md.
+"""What the channel methods share: score normalisation and channel selection. Higher score = keep.
 
-Channel scores are ``{layer: (C,)}`` float64 tensors normalised by the mean over the layer's active
-channels, so layers of different width and activity compete in one global ranking.
+Each method's own scores live with it in ``snnc/prune/methods/`` and cite their source in
+docs/methods.md. Channel scores are ``{layer: (C,)}`` float64 tensors normalised by the mean over
+the layer's active channels (:func:`normalise`), so layers of different width and activity compare.
 """
 
 from __future__ import annotations
@@ -11,64 +11,12 @@ import math
 
 import torch
 
-from snnc.nn.blocks import Conv, SpikingBlock
-from snnc.prune.monitors import ActivityMonitor
 
-
-def _normalise(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def normalise(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``x / mean(x[keep])`` (the mean over the layer's active channels; over all if none is
+    active; ``x`` unchanged when that mean is not positive)."""
     ref = x[keep].mean() if bool(keep.any()) else x.mean()
     return x / ref if float(ref) > 0 else x.clone()
-
-
-def sca_scores(mon: ActivityMonitor) -> tuple[dict, dict]:
-    """Spiking channel activity (Li et al. 2024, arXiv:2406.01072): mean spike rate and mean ``|v|``
-    of each channel over the window, each normalised per layer, averaged. Regrowth signal: mean
-    ``|dL/ds|`` of the channel's masked output, normalised by the layer's active mean. Returns
-    (score, regrow)."""
-    score, regrow = {}, {}
-    for name, b in mon.blocks.items():
-        keep = b.channel_mask > 0
-        rate, vabs = mon.mean(name, "rate"), mon.mean(name, "vabs")
-        score[name] = 0.5 * _normalise(rate, keep) + 0.5 * _normalise(vabs, keep)
-        regrow[name] = _normalise(mon.mean(name, "grad"), keep)
-    return score, regrow
-
-
-def criticality_scores(mon: ActivityMonitor) -> tuple[dict, dict]:
-    """Criticality (Chen et al. 2023, arXiv:2311.16141): mean surrogate derivative of the spike at
-    the channel's voltage, i.e. how close the membrane sits to threshold. Pruned channels are scored
-    on the voltage they would have unmasked (``shadow``), which is their regeneration criterion."""
-    score, regrow = {}, {}
-    for name, b in mon.blocks.items():
-        keep = b.channel_mask > 0
-        crit = mon.mean(name, "crit")
-        ref = crit[keep].mean() if bool(keep.any()) else crit.mean()
-        ref = ref if float(ref) > 0 else torch.tensor(1.0, dtype=crit.dtype)
-        score[name] = crit / ref
-        d = mon.sums[name]
-        shadow = d["shadow"] / d["shadow_count"] if "shadow" in d else torch.zeros_like(crit)
-        regrow[name] = shadow / ref
-    return score, regrow
-
-
-def l1_scores(blocks: dict[str, SpikingBlock]) -> dict:
-    """Filter L1 norm (Li et al. 2017, arXiv:1608.08710, sec. 3.1), of the weight times the BN scale
-    (the current the filter actually produces), per output channel."""
-    out = {}
-    for name, b in blocks.items():
-        w = b.masked_weight().detach().abs().flatten(1).sum(1).double()
-        if b.bn is not None:
-            w = w * (b.bn.weight / torch.sqrt(b.bn.running_var + b.bn.eps)).detach().abs().double()
-        out[name] = _normalise(w, b.channel_mask > 0)
-    return out
-
-
-def random_scores(blocks: dict[str, SpikingBlock], generator: torch.Generator) -> dict:
-    """Uniform random scores (the baseline); the generator is seeded identically on every rank."""
-    return {
-        name: torch.rand(b.out_channels, generator=generator, dtype=torch.float64)
-        for name, b in blocks.items()
-    }
 
 
 # -- channel selection -----------------------------------------------------------------------------
@@ -164,79 +112,3 @@ def select_channels_per_layer(
         new[k] = sub[k]
         revived += rev
     return new, revived
-
-
-# -- NNrelief --------------------------------------------------------------------------------------
-def relief_bias(block: SpikingBlock) -> torch.Tensor:
-    """``|b_j|``: the neuron's effective bias per step (its own bias plus the BN shift, running
-    stats)."""
-    b = torch.zeros(block.out_channels)
-    if block.bias is not None:
-        b = b + block.bias.detach()
-    if block.bn is not None:
-        bn = block.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        b = b + (bn.bias - scale * bn.running_mean).detach()
-    return b.abs().double()
-
-
-def relief_shares(contrib: torch.Tensor, samples: float, bias: torch.Tensor, out_hw: int = 1) -> torch.Tensor:
-    """NNrelief importance (Dekhovich et al. 2021, arXiv:2109.10795, eq. 1 and sec. 3.2)::
-
-        s_ij = mean_n c_nij / (sum_k mean_n c_nkj + |b_j| * sqrt(h * w))
-
-    ``contrib``: ``(C_out, C_in)`` sums over ``samples`` of ``c_nij`` (``|w_ij x_ni|`` for dense,
-    the Frobenius norm of ``|x_ni| * |K_ij|`` for conv,
-    :func:`snnc.prune.monitors.relief_contributions`); ``bias``: ``|b_j|`` ``(C_out,)``; ``out_hw``:
-    output positions ``h*w`` (1 for dense). Returns ``(C_out, C_in)`` shares; each row plus its bias
-    share sums to 1.
-    """
-    mean = contrib / max(samples, 1.0)
-    denom = mean.sum(1, keepdim=True) + bias.view(-1, 1) * math.sqrt(out_hw)
-    return torch.where(denom > 0, mean / denom.clamp(min=1e-300), torch.zeros_like(mean))
-
-
-def relief_keys(shares: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Pruning key of each connection: the share held by the more important inputs of the same
-    neuron, divided by ``alpha``. The paper keeps, per neuron, the fewest top inputs whose shares
-    reach ``alpha``, i.e. it prunes exactly the connections with key >= 1; ranking by the key lets
-    the schedule prune any given number in the same order."""
-    vals, idx = shares.sort(dim=1, descending=True, stable=True)
-    before = vals.cumsum(1) - vals
-    keys = torch.empty_like(shares)
-    keys.scatter_(1, idx, before / alpha)
-    return keys
-
-
-def select_connections(
-    blocks: dict[str, SpikingBlock], keys: dict[str, torch.Tensor], n_pruned: int
-) -> dict[str, torch.Tensor]:
-    """Connection masks (``weight_mask`` shapes) with ``n_pruned`` weights pruned in total: the
-    already pruned stay pruned (no regeneration in NNrelief), then units with the largest key go,
-    each unit being a weight (dense) or a kernel ``K_ij`` (conv, ``k*k`` weights). Every neuron
-    keeps its top input."""
-    items = []
-    pruned = 0
-    new = {}
-    order = {name: i for i, name in enumerate(blocks)}
-    for name, b in blocks.items():
-        wm = b.weight_mask
-        unit = int(wm[0, 0].numel()) if isinstance(b, Conv) else 1
-        alive = (wm.flatten(2).amax(2) > 0) if isinstance(b, Conv) else wm > 0
-        new[name] = alive.clone()
-        pruned += int((~alive).sum()) * unit
-        k = keys[name]
-        top = torch.zeros_like(alive)  # each neuron's most important input is never pruned
-        top.scatter_(1, k.argmin(1, keepdim=True), True)
-        for j, i in torch.nonzero(alive & ~top).tolist():
-            items.append((-float(k[j, i]), order[name], j, i, name, unit))
-    for _, _, j, i, name, unit in sorted(items):
-        if pruned >= n_pruned:
-            break
-        new[name][j, i] = False
-        pruned += unit
-    out = {}
-    for name, b in blocks.items():
-        m = new[name].to(b.weight_mask.dtype)
-        out[name] = m.view(*m.shape, 1, 1).expand_as(b.weight_mask).clone() if isinstance(b, Conv) else m
-    return out

@@ -1,6 +1,6 @@
 """The cycle-level simulator: Lava's fixed-point CUBA-LIF/Dense/Conv semantics, bit for bit.
 
-For a ``"fixed"`` graph every step follows LAVA_FACTS §2.6 (the reference that matched Lava 0.10.0
+For a ``"fixed"`` graph every step follows docs/loihi2.md §2.6 (the reference that matched Lava 0.10.0
 ``Loihi2SimCfg(select_tag='fixed_pt')`` with zero mismatches), in int64::
 
     a_in, abuf = abuf, syn(s)                         # one step of latency per synapse (§2.2, §2.5)
@@ -23,10 +23,10 @@ model's spikes.
 Speed: the synaptic products of a layer are computed for all ``T`` steps at once (a feed-forward
 graph knows every step's input); integer sums are exact in float32 BLAS below 2**24 (used when the
 weights bound them there) and in float64 below 2**53. Only the neuron update loops over time,
-vectorized over the batch, in cache-sized chunks of samples. That is the reference path (and the
-one for float graphs); fixed-point graphs run through the compiled kernels of
-:mod:`snnc.sim.kernels` when ``numba`` is importable, with identical results
-(``tests/sim/test_kernels.py``) at a fraction of the time.
+vectorized over the batch, in cache-sized chunks of samples. That is the reference path
+(:class:`Interpreter`, one ``visit_<kind>`` per node kind, and the path for float graphs);
+fixed-point graphs run through the compiled kernels of :mod:`snnc.sim.kernels` when ``numba`` is
+importable, with identical results (``tests/sim/test_kernels.py``) at a fraction of the time.
 
 Energy and latency: Intel has not published per-operation energy or time figures for Loihi 2. The
 estimates use the **Loihi 1** figures of Davies et al., "Loihi: A Neuromorphic Manycore Processor
@@ -42,7 +42,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnc.errors import SnncError, UsageError
-from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Node, NodeVisitor, Output, Pool
+from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_BITS, DECAY_UNITY, STATE_WRAP, V_MAX
+from snnc.sim import kernels
+from snnc.sim.common import (
+    ChunkResult,
+    ConvSpec,
+    check_integer,
+    fixed_threshold,
+    node_cores,
+    prepared,
+)
 
 # Davies et al. 2018, IEEE Micro, Table 1 (Loihi 1; no per-op Loihi 2 figures are published).
 LOIHI1_SYNOP_ENERGY_J = 23.6e-12
@@ -50,8 +60,6 @@ LOIHI1_SYNOP_TIME_S = 3.5e-9
 LOIHI1_NEURON_UPDATE_ENERGY_J = 52e-12
 LOIHI1_NEURON_UPDATE_TIME_S = 8.4e-9
 LOIHI1_SPIKE_ENERGY_J = 1.7e-12
-
-_WRAP = 2**23  # u, v and conv currents are 24-bit signed (LAVA_FACTS §2.1, §2.3)
 
 
 @dataclass
@@ -207,28 +215,6 @@ def _conv_fanout(weight: np.ndarray, in_shape, out_shape, stride, padding, dilat
     return np.rint(fan.numpy()[0])
 
 
-def _pool_weight(node: Pool, channels: int) -> np.ndarray:
-    ky, kx = node.kernel
-    return np.full((channels, 1, ky, kx), float(node.weight))
-
-
-_PREPARED: dict[tuple, tuple] = {}  # (id(weight), tag) -> (weakref to it, prepared operands)
-
-
-def _prepared(key: np.ndarray, tag: str, make):
-    """Per-weight-array cache of derived operands (transposed/cast weights, fan-outs, checks)."""
-    import weakref
-
-    slot = (id(key), tag)
-    hit = _PREPARED.get(slot)
-    if hit is not None and hit[0]() is key:
-        return hit[1]
-    value = make()
-    # Bind the dict itself: at interpreter exit the module global may already be None.
-    _PREPARED[slot] = (weakref.ref(key, lambda _r, k=slot, d=_PREPARED: d.pop(k, None)), value)
-    return value
-
-
 def _exact_dtype(w: np.ndarray, fixed: bool):
     """float32 when every partial sum of integer spikes x integer weights stays below 2**24 (exact
     there), else float64 (exact below 2**53). Float graphs always use float64."""
@@ -237,78 +223,155 @@ def _exact_dtype(w: np.ndarray, fixed: bool):
     return np.float64
 
 
-class _Sim:
-    def __init__(self, graph: Graph, fixed: bool, dtype) -> None:
-        self.g = graph
+class Interpreter(NodeVisitor):
+    """The numpy reference: runs a graph on a chunk of samples node by node, in the manner of
+    ``torch.fx.Interpreter`` (:meth:`run` visits every node in order and keeps its value in ``env``;
+    one ``visit_<kind>`` per node kind).
+
+    A node's value is ``(N, T, *shape)`` (time on axis 1): the spikes (uint8) of the input, of a
+    ``Flatten``/``Output`` view and of every neuron population; for a synapse-only node (``neuron is
+    None``, it feeds an ``Add``) its delayed current. A synaptic node computes its current for all
+    ``T`` steps at once (a feed-forward graph knows every step's input), delays it one step, then
+    runs its neurons.
+    """
+
+    backend = "the simulator"
+
+    def __init__(self, graph: Graph, fixed: bool, dtype, shapes: dict | None = None) -> None:
+        """``shapes``: ``graph.shapes()`` when the caller has them already."""
+        self.graph = graph
         self.fixed = fixed
         self.dtype = dtype
-        self.shapes = graph.shapes()
+        self.shapes = graph.shapes() if shapes is None else shapes
+        self.preds = {name: graph.predecessors(name) for name in graph.nodes}
 
-    # synapse: spikes (N, T, *in) -> current (N, T, *out), not yet delayed
-    def synapse(self, node, s: np.ndarray, in_shape) -> tuple[np.ndarray, int]:
+    def run(self, s_in: np.ndarray, record: bool) -> ChunkResult:
+        """``s_in`` ``(N, *input_shape, T)`` uint8 spikes -> this chunk's :class:`ChunkResult`."""
+        self.s_in, self.record = s_in, record
+        self.n, self.t = s_in.shape[0], s_in.shape[-1]
+        self.env: dict[str, np.ndarray] = {}
+        self.result = ChunkResult(None, {}, {}, {}, {}, {})
+        self.adds: list[str] = []
+        for name, node in self.graph.nodes.items():
+            self.env[name] = self.visit(node)
+        # Add neurons own the SynOps of their synapse-only inputs in the per-layer energy/latency model.
+        synops = self.result.synops
+        for name in self.adds:
+            for p in self.preds[name]:
+                synops[name] = synops.get(name, 0) + synops.pop(p, 0)
+        out = self.graph.output.name
+        r = self.result
+        output = np.moveaxis(self.env[out], 1, -1).astype(np.int8)
+        return ChunkResult(output, r.spikes, r.synops, r.neurons, r.cores, r.layers)
+
+    # -- one method per node kind ------------------------------------------------------------
+    def visit_input(self, node: Input) -> np.ndarray:
+        return np.ascontiguousarray(np.moveaxis(self.s_in, -1, 1))
+
+    def visit_flatten(self, node: Flatten) -> np.ndarray:
+        return self.env[self.preds[node.name][0]].reshape(self.n, self.t, *self.shapes[node.name])
+
+    def visit_output(self, node: Output) -> np.ndarray:
+        return self.visit_flatten(node)
+
+    def visit_dense(self, node: Dense) -> np.ndarray:
+        cur, synops = self._dense_current(node, self.env[self.preds[node.name][0]])
+        return self._synapse(node, cur, synops)
+
+    def visit_conv(self, node: Conv) -> np.ndarray:
+        return self._conv(node, ConvSpec.of_conv(node), cache_key=node.weight)
+
+    def visit_pool(self, node: Pool) -> np.ndarray:
+        channels = self.shapes[self.preds[node.name][0]][0]
+        return self._conv(node, ConvSpec.of_pool(node, channels), cache_key=None)
+
+    def visit_add(self, node: Add) -> np.ndarray:
+        self.adds.append(node.name)  # it takes its inputs' SynOps at the end of the run
+        return self._population(node, sum(self.env[p] for p in self.preds[node.name]))
+
+    # -- synapses: spikes (N, T, *in) -> current (N, T, *out), not yet delayed ----------------
+    def _synapse(self, node: Node, cur: np.ndarray, synops: int) -> np.ndarray:
+        """Record the SynOps, delay the current one step (§2.2); run the neurons if there are any."""
+        self.result.synops[node.name] = synops
+        cur = _delay(cur)
+        if node.neuron is None:
+            return cur
+        return self._population(node, cur)
+
+    def _dense_current(self, node: Dense, s: np.ndarray) -> tuple[np.ndarray, int]:
         n, t = s.shape[:2]
         flat = s.reshape(n * t, -1)
         counts = flat.sum(axis=0, dtype=np.int64).astype(np.float64)  # spikes per input neuron
         fixed = self.fixed
-        if isinstance(node, Dense):
-            w = node.weight
+        w = node.weight
 
-            def make():
-                if fixed:
-                    _check_integer(node.name, w)
-                dt = _exact_dtype(w, fixed)
-                return np.ascontiguousarray(w.T, dtype=dt), (w != 0).sum(axis=0).astype(np.float64)
+        def make():
+            if fixed:
+                check_integer(node.name, w)
+            dt = _exact_dtype(w, fixed)
+            return np.ascontiguousarray(w.T, dtype=dt), (w != 0).sum(axis=0).astype(np.float64)
 
-            wt, fan = _prepared(w, f"dense-{fixed}", make)
-            cur = flat.astype(wt.dtype) @ wt
-            e = int(node.weight_exp)
-            if e > 0:
-                cur = cur * float(2**e)
-            elif e < 0:
-                cur = cur * 2.0**e
-                if fixed:
-                    cur = np.floor(cur)  # Lava's arithmetic >> (§2.2)
-            synops = float(counts @ fan)
-            return cur.reshape(n, t, w.shape[0]), int(round(synops))
-        if isinstance(node, Conv | Pool):
-            c = in_shape[0]
-            if isinstance(node, Conv):
-                w, stride, pad, dil, groups = (
-                    node.weight,
-                    node.stride,
-                    node.padding,
-                    node.dilation,
-                    node.groups,
-                )
-            else:
-                w, stride, pad, dil, groups = _pool_weight(node, c), node.stride, (0, 0), (1, 1), c
-            out_shape = self.shapes[node.name]
+        wt, fan = prepared(w, f"dense-{fixed}", make)
+        cur = flat.astype(wt.dtype) @ wt
+        e = int(node.weight_exp)
+        if e > 0:
+            cur = cur * float(2**e)
+        elif e < 0:
+            cur = cur * 2.0**e
+            if fixed:
+                cur = np.floor(cur)  # Lava's arithmetic >> (§2.2)
+        synops = float(counts @ fan)
+        return cur.reshape(n, t, w.shape[0]), int(round(synops))
 
-            def make():
-                if fixed and isinstance(node, Conv):
-                    _check_integer(node.name, w)
-                dt = _exact_dtype(w, fixed)
-                fan = _conv_fanout(w, in_shape, out_shape, stride, pad, dil, groups).reshape(-1)
-                bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)
-                return np.array(w, dtype=dt), fan, bound
+    def _conv(self, node: Conv | Pool, spec: ConvSpec, cache_key: np.ndarray | None) -> np.ndarray:
+        """A Conv or Pool (``spec``): its current from the whole input, then :meth:`_synapse`.
+        ``cache_key``: the array whose lifetime keeps the prepared operands (a Conv's weight);
+        ``None`` prepares them on each call (a Pool's weight is built from the node each time)."""
+        s = self.env[self.preds[node.name][0]]
+        in_shape = self.shapes[self.preds[node.name][0]]
+        out_shape = self.shapes[node.name]
+        n, t = s.shape[:2]
+        flat = s.reshape(n * t, -1)
+        counts = flat.sum(axis=0, dtype=np.int64).astype(np.float64)  # spikes per input neuron
+        fixed = self.fixed
+        w, stride, pad, dil, groups, weight_exp = spec
 
-            wc, fan, bound = (
-                _prepared(node.weight, f"conv-{fixed}-{in_shape}", make) if isinstance(node, Conv) else make()
-            )
-            x = flat.reshape(n * t, *in_shape).astype(wc.dtype)
-            cur = _conv_currents(x, wc, stride, pad, dil, groups)
-            if fixed and bound >= _WRAP:
-                # Lava's conv wraps its output to signed 24 bits (signed_clamp, §2.3); below 2**23
-                # in magnitude the wrap is the identity, so it is skipped then.
-                cur = np.mod(cur.astype(np.float64) + _WRAP, 2 * _WRAP) - _WRAP
-            elif not fixed and isinstance(node, Conv) and node.weight_exp:
-                cur = cur * 2.0**node.weight_exp
-            synops = float(counts @ fan)
-            return cur.reshape(n, t, *out_shape), int(round(synops))
-        raise SnncError(f"{node.name}: not a synaptic node ({node.kind})")
+        def make():
+            if fixed and cache_key is not None:  # a Pool's taps are not checked (as before)
+                check_integer(node.name, w)
+            dt = _exact_dtype(w, fixed)
+            fan = _conv_fanout(w, in_shape, out_shape, stride, pad, dil, groups).reshape(-1)
+            bound = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0)
+            return np.array(w, dtype=dt), fan, bound
 
-    def neuron(self, node, cur: np.ndarray, shape) -> np.ndarray:
-        """``cur`` ``(N, T, *shape)`` delayed input current -> spikes ``(N, T, *shape)`` uint8."""
+        if cache_key is None:
+            wc, fan, bound = make()
+        else:
+            wc, fan, bound = prepared(cache_key, f"conv-{fixed}-{in_shape}", make)
+        x = flat.reshape(n * t, *in_shape).astype(wc.dtype)
+        cur = _conv_currents(x, wc, stride, pad, dil, groups)
+        if fixed and bound >= STATE_WRAP:
+            # Lava's conv wraps its output to signed 24 bits (signed_clamp, §2.3); below 2**23
+            # in magnitude the wrap is the identity, so it is skipped then.
+            cur = np.mod(cur.astype(np.float64) + STATE_WRAP, 2 * STATE_WRAP) - STATE_WRAP
+        elif not fixed and weight_exp:
+            cur = cur * 2.0**weight_exp
+        synops = float(counts @ fan)
+        return self._synapse(node, cur.reshape(n, t, *out_shape), int(round(synops)))
+
+    # -- neurons: delayed current (N, T, *shape) -> spikes (N, T, *shape) uint8 ----------------
+    def _population(self, node: Node, cur: np.ndarray) -> np.ndarray:
+        name, shape = node.name, self.shapes[node.name]
+        spk = self._lif(node, cur, shape)
+        r = self.result
+        r.spikes[name] = int(spk.sum(dtype=np.int64))
+        r.neurons[name] = int(np.prod(shape))
+        r.cores[name] = node_cores(node)
+        if self.record:
+            r.layers[name] = np.moveaxis(spk, 1, -1).astype(np.int8)
+        return spk
+
+    def _lif(self, node: Node, cur: np.ndarray, shape) -> np.ndarray:
         neuron = node.neuron
         bias = None
         bn = getattr(node, "bn", None)
@@ -318,7 +381,7 @@ class _Sim:
         if bn is not None:
             if self.fixed:
                 raise SnncError(
-                    f"{node.name}: a fixed-point graph cannot hold batch-norm; run " "fold_bn before quantize"
+                    f"{node.name}: a fixed-point graph cannot hold batch-norm; run fold_bn before quantize"
                 )
             scale = bn.weight / np.sqrt(bn.running_var + bn.eps)
             cur = cur * scale.reshape(bshape)
@@ -329,20 +392,11 @@ class _Sim:
         return _lif_float(cur, neuron, bias, self.dtype)
 
 
-def _check_integer(name: str, a) -> None:
-    a = np.asarray(a)
-    if a.size and not np.all(a == np.round(a)):
-        raise SnncError(f"{name}: a fixed-point graph needs integer weights; run quantize first")
-
-
 _CHUNK = 1 << 15  # neurons per chunk of the time loop: the state then stays in the CPU cache
 
 
 def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = None) -> np.ndarray:
-    thr = neuron.threshold
-    if thr != int(thr):
-        raise SnncError(f"{name}: fixed-point threshold {thr} is not an integer mantissa")
-    vth = int(thr) << 6
+    vth = fixed_threshold(name, neuron)
     n, t = cur.shape[:2]
     shape = cur.shape[2:]
     m = int(np.prod(shape))
@@ -350,22 +404,22 @@ def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = No
     b = None
     bmax = 0
     if bias is not None:
-        _check_integer(name, bias)
-        b = np.ascontiguousarray(np.broadcast_to(bias.astype(np.int64) << 6, shape).reshape(m))
+        check_integer(name, bias)
+        b = np.ascontiguousarray(np.broadcast_to(bias.astype(np.int64) << ACTIVATION_SHIFT, shape).reshape(m))
         bmax = int(np.abs(b).max(initial=0))
-    keep_u = 4096 - neuron.current_decay
-    keep_v = 4096 - neuron.voltage_decay
+    keep_u = DECAY_UNITY - neuron.current_decay
+    keep_v = DECAY_UNITY - neuron.voltage_decay
     if a.dtype != np.int64:
         a = a.astype(np.int64)
     # Exact shortcuts: rounding toward zero never grows |u| or |v|, so |u| <= A / (1 - keep_u/4096)
     # (A = max |a_in << 6|); when that bound is below 2**23 the wrap never fires (likewise the
     # clip).
-    amax = int(np.abs(a).max(initial=0)) << 6
-    ubound = amax * t if keep_u == 4096 else (amax * 4096) // (4096 - keep_u) + 1
-    need_wrap = ubound >= _WRAP or trace is not None
-    vin = min(ubound, _WRAP) + bmax
-    vbound = vin * t if keep_v == 4096 else (vin * 4096) // (4096 - keep_v) + 1
-    need_clip = vbound >= _WRAP - 1 or need_wrap
+    amax = int(np.abs(a).max(initial=0)) << ACTIVATION_SHIFT
+    ubound = amax * t if keep_u == DECAY_UNITY else (amax * DECAY_UNITY) // (DECAY_UNITY - keep_u) + 1
+    need_wrap = ubound >= STATE_WRAP or trace is not None
+    vin = min(ubound, STATE_WRAP) + bmax
+    vbound = vin * t if keep_v == DECAY_UNITY else (vin * DECAY_UNITY) // (DECAY_UNITY - keep_v) + 1
+    need_clip = vbound >= V_MAX or need_wrap
     out = np.empty((n, t, m), np.uint8)
     per = n if trace is not None else max(1, _CHUNK // max(m, 1))
     for i0 in range(0, n, per):
@@ -379,25 +433,25 @@ def _lif_fixed(name: str, cur: np.ndarray, neuron, bias, trace: dict | None = No
             # keep == 4096 (decay 0) is the identity, keep == 0 forgets: skip the multiply-shift
             # then.
             if keep_u == 0:
-                np.left_shift(ac[:, k], 6, out=u)
+                np.left_shift(ac[:, k], ACTIVATION_SHIFT, out=u)
             else:
-                if keep_u != 4096:
+                if keep_u != DECAY_UNITY:
                     _decay_inplace(u, keep_u, tmp)
-                np.left_shift(ac[:, k], 6, out=tmp)
+                np.left_shift(ac[:, k], ACTIVATION_SHIFT, out=tmp)
                 u += tmp
             if need_wrap:
-                u[u > _WRAP] -= 2 * _WRAP
-                u[u <= -_WRAP] += 2 * _WRAP
+                u[u > STATE_WRAP] -= 2 * STATE_WRAP
+                u[u <= -STATE_WRAP] += 2 * STATE_WRAP
             if keep_v == 0:
                 np.copyto(v, u)
             else:
-                if keep_v != 4096:
+                if keep_v != DECAY_UNITY:
                     _decay_inplace(v, keep_v, tmp)
                 v += u
             if b is not None:
                 v += b
             if need_clip:
-                np.clip(v, -_WRAP + 1, _WRAP - 1, out=v)
+                np.clip(v, -V_MAX, V_MAX, out=v)
             np.greater(v, vth, out=s)
             if trace is not None:
                 trace.setdefault("u", []).append(u.copy().reshape(-1, *shape))
@@ -417,9 +471,9 @@ def _decay_inplace(x: np.ndarray, keep: int, tmp: np.ndarray) -> None:
     x *= keep
     # For negative x, adding 4095 before the floor shift rounds toward zero; (x >> 63) is -1 there.
     np.right_shift(x, 63, out=tmp)
-    tmp &= 4095
+    tmp &= DECAY_UNITY - 1
     x += tmp
-    x >>= 12
+    x >>= DECAY_BITS
 
 
 def lif_fixed(current: np.ndarray, neuron, bias=None, trace: dict | None = None) -> np.ndarray:
@@ -438,8 +492,8 @@ def lif_fixed(current: np.ndarray, neuron, bias=None, trace: dict | None = None)
 
 
 def _lif_float(cur: np.ndarray, neuron, bias, dtype) -> np.ndarray:
-    keep_u = dtype((4096 - neuron.current_decay) / 4096)
-    keep_v = dtype((4096 - neuron.voltage_decay) / 4096)
+    keep_u = dtype((DECAY_UNITY - neuron.current_decay) / DECAY_UNITY)
+    keep_v = dtype((DECAY_UNITY - neuron.voltage_decay) / DECAY_UNITY)
     theta = dtype(neuron.threshold)
     cur = cur.astype(dtype, copy=False)
     b = None if bias is None else np.broadcast_to(bias.astype(dtype), cur.shape[2:])
@@ -476,90 +530,37 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     fixed = graph.precision == "fixed"
     s_in = check_input(graph, x)
     n, t = s_in.shape[0], s_in.shape[-1]
-    sim = _Sim(graph, fixed, float_dtype)
-    widest = max(int(np.prod(s)) for s in sim.shapes.values())
-    per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
-    chunk = _simulate_chunk
-    if fixed and not _DISABLE_NUMBA:
-        from snnc.sim import kernels
-
-        if kernels.kernels() is not None:
-            arena: dict = {}  # the chunks reuse one set of buffers
-            chunk = lambda g, _sim, s, rec: kernels.run(g, s, rec, arena)  # noqa: E731
-            per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())
-    parts = [chunk(graph, sim, s_in[i : i + per], record) for i in range(0, n, per)]
-    output = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-    counts = {k: sum(p[1][k] for p in parts) for k in parts[0][1]}
-    synops = {k: sum(p[2][k] for p in parts) for k in parts[0][2]}
-    layers = None
-    if record:
-        layers = {k: np.concatenate([p[5][k] for p in parts]) for k in parts[0][5]}
-    return SimResult(
-        output=output,
-        spikes=counts,
-        synops=synops,
-        neurons=parts[0][3],
-        batch=n,
-        steps=t,
-        cores=parts[0][4],
-        layers=layers,
-    )
+    shapes = graph.shapes()
+    widest = max(int(np.prod(s)) for s in shapes.values())
+    if fixed and not _DISABLE_NUMBA and kernels.kernels() is not None:
+        arena: dict = {}  # the chunks reuse one set of buffers
+        chunk = lambda s, rec: kernels.run(graph, s, rec, arena)  # noqa: E731
+        per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())
+    else:
+        chunk = Interpreter(graph, fixed, float_dtype, shapes).run
+        per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
+    parts = [chunk(s_in[i : i + per], record) for i in range(0, n, per)]
+    return _merge(parts, n, t, record)
 
 
 _CHUNK_ELEMENTS = 1 << 20  # (samples x steps x widest layer) per chunk: stays in L2/L3
 
 
-def node_cores(node) -> int:
-    """The neurocores the compiler's mapping gave a node (``meta["cores"]``), 1 when unmapped."""
-    c = node.meta.get("cores", 1)
-    return int(c) if isinstance(c, int | np.integer) and c > 0 else 1
-
-
-def _simulate_chunk(graph: Graph, sim: _Sim, s_in: np.ndarray, record: bool) -> tuple:
-    n, t = s_in.shape[0], s_in.shape[-1]
-    shapes = sim.shapes
-    # internal layout: (N, T, *shape)
-    spikes: dict[str, np.ndarray] = {}
-    currents: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    synops: dict[str, int] = {}
-    neurons: dict[str, int] = {}
-    cores: dict[str, int] = {}
-    layers: dict[str, np.ndarray] = {}
-    out_name = None
-    for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        if isinstance(node, Input):
-            spikes[name] = np.ascontiguousarray(np.moveaxis(s_in, -1, 1))
-            continue
-        src = preds[0]
-        if isinstance(node, Flatten | Output):
-            spikes[name] = spikes[src].reshape(n, t, *shapes[name])
-            if isinstance(node, Output):
-                out_name = name
-            continue
-        if isinstance(node, Add):
-            cur = sum(currents[p] for p in preds)
-            owner = name
-        else:
-            cur, ops = sim.synapse(node, spikes[src], shapes[src])
-            synops[name] = ops
-            cur = _delay(cur)
-            if node.neuron is None:
-                currents[name] = cur
-                continue
-            owner = name
-        spk = sim.neuron(node, cur, shapes[owner])
-        spikes[owner] = spk
-        counts[owner] = int(spk.sum(dtype=np.int64))
-        neurons[owner] = int(np.prod(shapes[owner]))
-        cores[owner] = node_cores(node)
-        if record:
-            layers[owner] = np.moveaxis(spk, 1, -1).astype(np.int8)
-    # Add neurons own the SynOps of their synapse-only inputs in the per-layer energy/latency model.
-    for name, node in graph.nodes.items():
-        if isinstance(node, Add):
-            for p in graph.predecessors(name):
-                synops[name] = synops.get(name, 0) + synops.pop(p, 0)
-    output = np.moveaxis(spikes[out_name], 1, -1).astype(np.int8)
-    return output, counts, synops, neurons, cores, layers
+def _merge(parts: list[ChunkResult], n: int, t: int, record: bool) -> SimResult:
+    """The chunks' results as one :class:`SimResult` (outputs and records concatenated, counts
+    summed)."""
+    first = parts[0]
+    output = first.output if len(parts) == 1 else np.concatenate([p.output for p in parts])
+    layers = None
+    if record:
+        layers = {k: np.concatenate([p.layers[k] for p in parts]) for k in first.layers}
+    return SimResult(
+        output=output,
+        spikes={k: sum(p.spikes[k] for p in parts) for k in first.spikes},
+        synops={k: sum(p.synops[k] for p in parts) for k in first.synops},
+        neurons=first.neurons,
+        batch=n,
+        steps=t,
+        cores=first.cores,
+        layers=layers,
+    )

@@ -1,8 +1,8 @@
 """The fixed-point simulator's compiled path: numba kernels for the synapses and the LIF loop.
 
-Same integers as the numpy path of :mod:`snnc.sim` (LAVA_FACTS §2.1-2.3, §2.5; checked on
-random graphs by ``tests/sim/test_kernels.py``), computed layer by layer over all ``T`` steps of
-a chunk of samples (a feed-forward graph knows every step's input; a dense chain runs all its layers
+Same integers as the numpy interpreter of :mod:`snnc.sim.interpreter` (docs/loihi2.md §2.1-2.3, §2.5;
+checked on random graphs by ``tests/sim/test_kernels.py``), computed layer by layer over all ``T`` steps
+of a chunk of samples (a feed-forward graph knows every step's input; a dense chain runs all its layers
 per step instead), with the samples split across threads (the kernels release the GIL; samples are
 independent).
 
@@ -52,17 +52,27 @@ conv does (§2.3); dense sums are shifted by ``weight_exp`` with an arithmetic (
 
 SynOps (NeuroBench: one per nonzero input spike x nonzero fan-out weight that reaches a valid
 output): counted in the ``dense`` kernel, else from per-neuron spike counts x fan-out.
+
+Structure. :func:`plan` prepares a graph once (cached with it): a :class:`Plan` whose ``steps``
+(:class:`InputStep`, :class:`AliasStep`, :class:`DenseStep`, :class:`ConvStep`,
+:class:`NeuronStep`, :class:`AddStep`) carry each node's operands as named records
+(:class:`DenseOperands`, :class:`ConvOperands`, :class:`LifOperands`, ...), built by one
+``visit_<kind>`` per node kind; and its fused :class:`Chain` when it is a dense chain. :func:`run`
+takes one chunk of samples through the steps, one method per step kind, and returns a
+:class:`~snnc.sim.common.ChunkResult`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from snnc.errors import SnncError
-from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
-from snnc.sim.interpreter import _check_integer, _prepared, node_cores
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
+from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_UNITY, STATE_WRAP
+from snnc.sim.common import ChunkResult, ConvSpec, check_integer, fixed_threshold, node_cores, prepared
 
-_WRAP = 2**23
 _KERNELS: dict = {}
 FORCE_CONV: str | None = None  # "event", "gemm" or "lut" picks the conv kernel (tests compare all)
 CHAIN = True  # dense chains run fused in dense_chain (tests compare with the layer-by-layer path)
@@ -136,10 +146,11 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _parallel(kernel, n: int, *args) -> None:
+def _parallel(kernel, n: int, *args, workers: int | None = None) -> None:
     """``kernel(*args, i0, i1)`` over samples ``[0, n)``, split across threads (the kernels release
-    the GIL; samples are independent). A small batch runs in the calling thread."""
-    workers = min(threads(), n)
+    the GIL; samples are independent). A small batch runs in the calling thread. ``workers``:
+    :func:`threads` when the caller has it already (it costs a system call)."""
+    workers = min(threads() if workers is None else workers, n)
     if workers <= 1:
         kernel(*args, 0, n)
         return
@@ -161,7 +172,7 @@ def _parallel(kernel, n: int, *args) -> None:
 def _int_weights(name: str, w: np.ndarray) -> np.ndarray:
     """Integer mantissas in the narrowest exact type of int16 / int32 / int64."""
     w = np.asarray(w)
-    _check_integer(name, w)
+    check_integer(name, w)
     big = float(np.abs(w).max(initial=0))
     dt = np.int16 if big < 2**15 else np.int32 if big < 2**31 else np.int64
     return w.astype(dt)
@@ -177,95 +188,284 @@ def _hwc_perm(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
 
-class _Plan:
-    """Per-node operands of one fixed-point graph, prepared once and cached with the graph."""
+# -- the records a plan is made of -------------------------------------------------------------
+class LifOperands(NamedTuple):
+    """A population's LIF operands (docs/loihi2.md §2.1) for ``lif`` / ``lif_f64``."""
+
+    bias: np.ndarray  # (M,) int64: bias mantissas << 6, in the layer's internal order
+    keep_u: int  # 4096 - current_decay
+    keep_v: int  # 4096 - voltage_decay
+    vth: int  # threshold mantissa << 6
+    f64_exact: bool  # |bias|, |vth| < 2**46: the float64 LIF is exact (the currents are checked per run)
+
+
+class DenseOperands(NamedTuple):
+    """A Dense node's weights, prepared for the ``dense*`` kernels."""
+
+    wt: np.ndarray  # (in, out) integer mantissas, rows in the input's (internal) order
+    wd: np.ndarray  # (out, in) for dense_dot; float32 when float32 sums are exact (dense_dot_f32)
+    fan: np.ndarray  # (in,) int64: nonzero weights per input (SynOps)
+    wmax: int  # largest |weight|
+    acc: type  # dtype of the sums: np.int32 or np.int64
+    shift: int  # weight_exp, plus the power of two factored out of the weights
+
+
+class ScatterOperands(NamedTuple):
+    """``conv_event`` / ``conv_event_steps_last``: each input position's (tap, output) pairs."""
+
+    c_in: int
+    in_hwc: bool  # the input is held channels-last
+    wc: np.ndarray  # (C_in/groups * kH * kW, C_out): a row per (channel, tap)
+    kt: int  # taps, kH * kW
+    groups: int
+    ip_ptr: np.ndarray  # (H * W + 1,) int64: where each input position's pairs start
+    ip_tap: np.ndarray  # the pairs' taps
+    ip_op: np.ndarray  # the pairs' output positions
+
+
+class GatherOperands(NamedTuple):
+    """``conv_gemm`` (im2col and float32 multiply-adds, exact below 2**24)."""
+
+    c_in: int
+    h: int
+    w_in: int
+    in_hwc: bool
+    wg: np.ndarray  # (C_out, whole bytes of C_in/groups * kH * kW) float32
+    kh: int
+    kw: int
+    geo: np.ndarray  # int64 [stride y, x, padding y, x, dilation y, x, out h, out w]
+    groups: int
+
+
+class LutOperands(NamedTuple):
+    """``conv_lut`` / ``conv_lut_words`` / ``conv_lut_steps_last``: see :func:`_lut`."""
+
+    idx: np.ndarray  # int32 where each (position, group, byte[, bit]) input sits in a step's spikes
+    words: bool  # a byte's spikes are one 64-bit word of a channels-last input (conv_lut_words)
+    table: np.ndarray  # (groups * bytes, 256, words) uint64: packed biased sums per spike pattern
+    og: int  # outputs per group
+    bias: int  # taken off every packed sum at the end; < 2**15 means 16-bit lanes suffice
+    cost: float  # ns per step of conv_lut / conv_lut_words
+    cost_steps_last: float  # ns per step of conv_lut_steps_last (the network input)
+
+
+class ConvCost(NamedTuple):
+    """Fitted costs in ns per step (see :meth:`_Planner.conv_operands`)."""
+
+    scan: float  # conv_event: reading the input
+    per_spike: float  # conv_event: per input spike
+    dense: float  # the cheaper of conv_gemm and conv_lut
+
+
+class ConvOperands(NamedTuple):
+    """A Conv (or a Pool as its grouped conv), prepared for every conv kernel."""
+
+    scatter: ScatterOperands
+    gather: GatherOperands | None  # None when float32 sums would not be exact
+    lut: LutOperands | None  # None when the table would not fit in cache or its lanes could carry
+    cost: ConvCost
+    fan: np.ndarray  # (in,) int64: SynOps per spike of each input neuron, internal order
+    acc: type  # dtype of the sums
+    wrap: bool  # sums can pass 2**23: wrap them to signed 24 bits (docs/loihi2.md §2.3)
+
+
+class InputStep(NamedTuple):
+    """The network input, held ``(N, M, T)`` as given."""
+
+    name: str
+    kind: str = "input"
+
+
+class AliasStep(NamedTuple):
+    """A Flatten or the Output: the value of ``src`` under another name."""
+
+    name: str
+    src: str
+    kind: str = "alias"
+
+
+class DenseStep(NamedTuple):
+    name: str
+    src: str
+    ops: DenseOperands
+    kind: str = "dense"
+
+
+class ConvStep(NamedTuple):
+    name: str
+    src: str
+    ops: ConvOperands
+    kind: str = "conv"
+
+
+class NeuronStep(NamedTuple):
+    """The neurons of the synaptic node ``name`` (its current, from the step before)."""
+
+    name: str
+    lif: LifOperands
+    kind: str = "neuron"
+
+
+class AddStep(NamedTuple):
+    """An Add's neurons, fed the sum of its synapse-only inputs' currents."""
+
+    name: str
+    preds: list[str]
+    lif: LifOperands
+    kind: str = "add"
+
+
+Step = InputStep | AliasStep | DenseStep | ConvStep | NeuronStep | AddStep
+
+
+class ChainOperands(NamedTuple):
+    """``dense_chain``'s operands: every layer's arrays concatenated, located by ``layers``."""
+
+    w: np.ndarray  # (in, out) weights of every layer, flattened, int8 or int16
+    wd: np.ndarray  # (out, in) weights of every layer, flattened
+    layers: np.ndarray  # (L, 7) int64: in, out, offset in w/wd, in fan, in bias, shift, wmax
+    fan: np.ndarray  # int64 SynOps fan-outs of every layer
+    bias: np.ndarray  # float64 biases (<< 6) of every layer
+    decay: np.ndarray  # (L, 3) float64: keep_u / 4096, keep_v / 4096, vth
+
+
+class Chain(NamedTuple):
+    """A graph that is input -> (dense + LIF) x L -> output, run in one ``dense_chain`` pass."""
+
+    names: list[str]  # the L dense layers
+    operands: ChainOperands
+
+
+class Plan:
+    """Per-node operands of one fixed-point graph, prepared once and cached with the graph.
+
+    ``steps``: what :func:`run` does, in order; ``hwc``: whether each node's value is held
+    channels-last; ``chain``: the fused :class:`Chain` when the graph is one, else None.
+    """
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.shapes = graph.shapes()
-        self.steps: list[tuple] = []
-        hwc: dict[str, bool] = {}  # is the node's value held channels-last?
-        for name, node in graph.nodes.items():
-            preds = graph.predecessors(name)
-            shape = self.shapes[name]
-            if isinstance(node, Input):
-                hwc[name] = False
-                self.steps.append(("input", name, None))
-                continue
-            src = preds[0]
-            if isinstance(node, Flatten | Output):
-                hwc[name] = hwc[src]
-                self.steps.append(("alias", name, src))
-                continue
-            if isinstance(node, Add):
-                hwc[name] = hwc[preds[0]]
-                self.steps.append(("add", name, (preds, self._neuron(node, shape, hwc[name]))))
-                continue
-            in_shape = self.shapes[src]
-            if isinstance(node, Dense):
-                perm = _hwc_perm(self._origin_shape(src)) if hwc[src] else None
-                self.steps.append(("dense", name, (src, self._dense(node, perm))))
-                hwc[name] = False
-            elif isinstance(node, Conv | Pool):
-                self.steps.append(("conv", name, (src, self._conv(node, in_shape, shape, hwc[src]))))
-                hwc[name] = True
-            else:
-                raise SnncError(f"{name}: the simulator cannot run a {node.kind} node")
-            if node.neuron is not None:
-                self.steps.append(("neuron", name, self._neuron(node, shape, hwc[name])))
-        self.hwc = hwc
+        self.output = graph.output.name
+        self.steps: list[Step] = []
+        self.hwc: dict[str, bool] = {}
+        planner = _Planner(self)
+        for node in graph.nodes.values():
+            planner.visit(node)
         self.chain = self._chain()
 
-    def _chain(self) -> tuple | None:
-        """Operands of ``dense_chain`` when the graph is input -> (dense + LIF) x L -> output with
-        int32 sums, int8/int16 weights and a float64-exact LIF; else None."""
-        value: dict[str, str] = {}  # node -> the layer whose spikes it holds
-        layers: list[tuple] = []
-        for i, (kind, name, arg) in enumerate(self.steps):
-            if kind == "input":
-                value[name] = name
-            elif kind == "alias":
-                value[name] = value[arg]
-            elif kind == "dense":
-                src, (wt, wd, fan, wmax, acc, e) = arg
-                want = layers[-1][0] if layers else self.steps[0][1]
-                nxt = self.steps[i + 1] if i + 1 < len(self.steps) else None
-                if value.get(src) != want or acc != np.int32 or wt.dtype.itemsize > 2:
-                    return None
-                if nxt is None or nxt[:2] != ("neuron", name) or not nxt[2][4]:
-                    return None
-                layers.append((name, wt, wd, fan, wmax, e, nxt[2]))
-            elif kind == "neuron":
-                value[name] = name
-            else:
-                return None
-        out = self.graph.output.name
-        if not layers or value.get(out) != layers[-1][0]:
-            return None
-        dt = np.int8 if all(lay[1].dtype == np.int8 for lay in layers) else np.int16
-        lay = np.zeros((len(layers), 7), np.int64)
-        dec = np.zeros((len(layers), 3), np.float64)
-        w_off = f_off = o_off = 0
-        for j, (_, wt, _, fan, wmax, e, (_, keep_u, keep_v, vth, _)) in enumerate(layers):
-            lay[j] = (wt.shape[0], wt.shape[1], w_off, f_off, o_off, e, wmax)
-            dec[j] = (keep_u / 4096.0, keep_v / 4096.0, float(vth))
-            w_off, f_off, o_off = w_off + wt.size, f_off + fan.size, o_off + wt.shape[1]
-        w = np.concatenate([lay_[1].reshape(-1).astype(dt) for lay_ in layers])
-        wd = np.concatenate([lay_[2].reshape(-1).astype(dt) for lay_ in layers])
-        fan = np.concatenate([lay_[3] for lay_ in layers])
-        bias = np.concatenate([lay_[6][0] for lay_ in layers]).astype(np.float64)
-        return [lay_[0] for lay_ in layers], (w, wd, lay, fan, bias, dec)
-
-    def _origin_shape(self, name: str) -> tuple[int, ...]:
+    def origin_shape(self, name: str) -> tuple[int, ...]:
         """The (C, H, W) shape behind a (possibly flattened) channels-last value."""
         while len(self.shapes[name]) != 3:
             name = self.graph.predecessors(name)[0]
         return self.shapes[name]
 
+    def _chain(self) -> Chain | None:
+        """The fused chain when the graph is input -> (dense + LIF) x L -> output with int32 sums,
+        int8/int16 weights and a float64-exact LIF; else None."""
+        value: dict[str, str] = {}  # node -> the layer whose spikes it holds
+        layers: list[tuple[str, DenseOperands, LifOperands]] = []
+        for i, step in enumerate(self.steps):
+            if step.kind == "input":
+                value[step.name] = step.name
+            elif step.kind == "alias":
+                value[step.name] = value[step.src]
+            elif step.kind == "dense":
+                ops = step.ops
+                want = layers[-1][0] if layers else self.steps[0].name
+                nxt = self.steps[i + 1] if i + 1 < len(self.steps) else None
+                if value.get(step.src) != want or ops.acc != np.int32 or ops.wt.dtype.itemsize > 2:
+                    return None
+                if nxt is None or nxt.kind != "neuron" or nxt.name != step.name or not nxt.lif.f64_exact:
+                    return None
+                layers.append((step.name, ops, nxt.lif))
+            elif step.kind == "neuron":
+                value[step.name] = step.name
+            else:
+                return None
+        if not layers or value.get(self.output) != layers[-1][0]:
+            return None
+        dt = np.int8 if all(ops.wt.dtype == np.int8 for _, ops, _ in layers) else np.int16
+        lay = np.zeros((len(layers), 7), np.int64)
+        dec = np.zeros((len(layers), 3), np.float64)
+        w_off = f_off = o_off = 0
+        for j, (_, ops, lif) in enumerate(layers):
+            lay[j] = (ops.wt.shape[0], ops.wt.shape[1], w_off, f_off, o_off, ops.shift, ops.wmax)
+            dec[j] = (lif.keep_u / float(DECAY_UNITY), lif.keep_v / float(DECAY_UNITY), float(lif.vth))
+            w_off, f_off, o_off = w_off + ops.wt.size, f_off + ops.fan.size, o_off + ops.wt.shape[1]
+        operands = ChainOperands(
+            w=np.concatenate([ops.wt.reshape(-1).astype(dt) for _, ops, _ in layers]),
+            wd=np.concatenate([ops.wd.reshape(-1).astype(dt) for _, ops, _ in layers]),
+            layers=lay,
+            fan=np.concatenate([ops.fan for _, ops, _ in layers]),
+            bias=np.concatenate([lif.bias for _, _, lif in layers]).astype(np.float64),
+            decay=dec,
+        )
+        return Chain([name for name, _, _ in layers], operands)
+
+
+class _Planner(NodeVisitor):
+    """Builds a :class:`Plan`'s steps: one ``visit_<kind>`` per node kind, in graph order."""
+
+    backend = "the simulator"
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.shapes = plan.shapes
+        self.hwc = plan.hwc  # is the node's value held channels-last?
+        self.steps = plan.steps
+
+    def _src(self, name: str) -> str:
+        return self.graph.predecessors(name)[0]
+
+    def visit_input(self, node: Input) -> None:
+        self.hwc[node.name] = False
+        self.steps.append(InputStep(node.name))
+
+    def visit_flatten(self, node: Flatten) -> None:
+        src = self._src(node.name)
+        self.hwc[node.name] = self.hwc[src]
+        self.steps.append(AliasStep(node.name, src))
+
+    def visit_output(self, node: Output) -> None:
+        self.visit_flatten(node)
+
+    def visit_add(self, node: Add) -> None:
+        preds = self.graph.predecessors(node.name)
+        self.hwc[node.name] = self.hwc[preds[0]]
+        self.steps.append(AddStep(node.name, preds, self.lif_operands(node)))
+
+    def visit_dense(self, node: Dense) -> None:
+        src = self._src(node.name)
+        perm = _hwc_perm(self.plan.origin_shape(src)) if self.hwc[src] else None
+        self.steps.append(DenseStep(node.name, src, self.dense_operands(node, perm)))
+        self.hwc[node.name] = False
+        self._neurons(node)
+
+    def visit_conv(self, node: Conv) -> None:
+        self._conv(node, ConvSpec.of_conv(node))
+
+    def visit_pool(self, node: Pool) -> None:
+        self._conv(node, ConvSpec.of_pool(node, self.shapes[self._src(node.name)][0]))
+
+    def _conv(self, node: Conv | Pool, spec: ConvSpec) -> None:
+        src = self._src(node.name)
+        ops = self.conv_operands(node.name, spec, self.shapes[src], self.shapes[node.name], self.hwc[src])
+        self.steps.append(ConvStep(node.name, src, ops))
+        self.hwc[node.name] = True
+        self._neurons(node)
+
+    def _neurons(self, node: Conv | Dense | Pool) -> None:
+        if node.neuron is not None:
+            self.steps.append(NeuronStep(node.name, self.lif_operands(node)))
+
+    # -- operands, prepared once per node --------------------------------------------------------
     @staticmethod
-    def _dense(node: Dense, perm) -> tuple:
+    def dense_operands(node: Dense, perm: np.ndarray | None) -> DenseOperands:
+        """``perm``: the input's internal order (a channels-last flatten), or None."""
         w = _int_weights(node.name, node.weight)
-        # Weights that share a factor 2**z (netx stores slayer's even weights, LAVA_FACTS §1.5)
+        # Weights that share a factor 2**z (netx stores slayer's even weights, docs/loihi2.md §1.5)
         # are summed divided by it, in int8 when they fit: half the memory traffic, and the
         # shift below restores the exact sum.
         z = 0
@@ -284,19 +484,13 @@ class _Plan:
         wmax = int(np.abs(w.astype(np.int64)).max(initial=0))
         if bound < 2**24:  # float32 sums are exact: dense_dot_f32
             wd = wd.astype(np.float32)
-        return wt, wd, fan, wmax, _acc_dtype(bound * 2.0 ** max(e, 0)), e
+        return DenseOperands(wt, wd, fan, wmax, _acc_dtype(bound * 2.0 ** max(e, 0)), e)
 
     @staticmethod
-    def _conv(node, in_shape, out_shape, in_hwc: bool) -> tuple:
+    def conv_operands(name: str, spec: ConvSpec, in_shape, out_shape, in_hwc: bool) -> ConvOperands:
         c, h, w_in = in_shape
-        if isinstance(node, Conv):
-            w = node.weight
-            stride, pad, dil, groups = node.stride, node.padding, node.dilation, node.groups
-        else:
-            ky, kx = node.kernel
-            w = np.full((c, 1, ky, kx), float(node.weight))
-            stride, pad, dil, groups = node.stride, (0, 0), (1, 1), c
-        wi = _int_weights(node.name, w)
+        w, stride, pad, dil, groups, _ = spec
+        wi = _int_weights(name, w)
         o_all, cg, kh, kw = w.shape
         og, kt = o_all // groups, kh * kw
         wc = np.ascontiguousarray(wi.transpose(1, 2, 3, 0).reshape(cg * kt, o_all))  # row: (ch, tap)
@@ -315,15 +509,17 @@ class _Plan:
         acc = np.int16 if bound < 2**15 and wc.dtype == np.int16 else _acc_dtype(bound)
         order = np.argsort(op_inp, kind="stable")  # the same pairs grouped by input position
         ip_ptr = np.searchsorted(op_inp[order], np.arange(h * w_in + 1)).astype(np.int64)
-        scatter = (c, in_hwc, wc, kt, groups, ip_ptr, op_tap[order], op[order].astype(np.int64))
+        scatter = ScatterOperands(
+            c, in_hwc, wc, kt, groups, ip_ptr, op_tap[order], op[order].astype(np.int64)
+        )
         gather = None
-        if bound < _WRAP:  # float32 sums are exact (< 2**24) and the 24-bit wrap is the identity
+        if bound < STATE_WRAP:  # float32 sums are exact (< 2**24) and the 24-bit wrap is the identity
             rg8 = -(-cg * kt // 8) * 8
             wg = np.zeros((o_all, rg8), np.float32)
             wg[:, : cg * kt] = wi.reshape(o_all, cg * kt)
             geo = np.array([*stride, *pad, *dil, oh, ow], dtype=np.int64)
-            gather = (c, h, w_in, in_hwc, wg, kh, kw, geo, groups)
-        table = _lut(wi, groups, (h, w_in), (oh, ow), stride, pad, dil, in_hwc, bound)
+            gather = GatherOperands(c, h, w_in, in_hwc, wg, kh, kw, geo, groups)
+        lut = _lut(wi, groups, (h, w_in), (oh, ow), stride, pad, dil, in_hwc, bound)
         # Cost per step in ns, fitted on the benchmark's two convs (2.8 GHz AVX2): scatter ~ 5 per
         # input read + 5 per (spike, tap) per 16 channels (short runs stay scalar); im2col ~ 2
         # per P entry written and output read back + 0.08 per multiply-add.
@@ -336,16 +532,16 @@ class _Plan:
         nzp = np.zeros((c, h * w_in), np.int64)
         np.add.at(nzp.T, op_inp, nz.T[op_tap])
         fan = np.ascontiguousarray(nzp.T.reshape(-1) if in_hwc else nzp.reshape(-1))
-        if table is not None:
-            dense = min(dense, table[5][0])
-        return scatter, gather, table, (scan, per_spike, dense), fan, acc, bound >= _WRAP
+        if lut is not None:
+            dense = min(dense, lut.cost)
+        cost = ConvCost(scan, per_spike, dense)
+        return ConvOperands(scatter, gather, lut, cost, fan, acc, bound >= STATE_WRAP)
 
-    @staticmethod
-    def _neuron(node, shape, hwc: bool) -> tuple:
+    def lif_operands(self, node: Conv | Dense | Pool | Add) -> LifOperands:
+        """The node's neurons, with the biases in its value's internal order."""
         neuron = node.neuron
-        thr = neuron.threshold
-        if thr != int(thr):
-            raise SnncError(f"{node.name}: fixed-point threshold {thr} is not an integer mantissa")
+        shape = self.shapes[node.name]
+        vth = fixed_threshold(node.name, neuron)
         if getattr(node, "bn", None) is not None:
             raise SnncError(f"{node.name}: a fixed-point graph cannot hold batch-norm; run fold_bn first")
         m = int(np.prod(shape))
@@ -354,17 +550,17 @@ class _Plan:
             bias = np.asarray(neuron.bias)
             if bias.size and not np.all(bias == np.round(bias)):
                 raise SnncError(f"{node.name}: a fixed-point graph needs integer biases; run quantize first")
-            bias = bias.astype(np.int64) << 6
+            bias = bias.astype(np.int64) << ACTIVATION_SHIFT
             if len(shape) == 3:
                 per = shape[1] * shape[2]
-                b = np.tile(bias, per) if hwc else np.repeat(bias, per)
+                b = np.tile(bias, per) if self.hwc[node.name] else np.repeat(bias, per)
             else:
                 b = np.broadcast_to(bias, (m,)).copy()
-        vth = int(thr) << 6
         # the float64 LIF is exact while biases and threshold are below 2**46 (and the currents:
         # checked per run)
         small = max(abs(vth), int(np.abs(b).max(initial=0))) < 2**46
-        return (np.ascontiguousarray(b), 4096 - neuron.current_decay, 4096 - neuron.voltage_decay, vth, small)
+        keep_u, keep_v = DECAY_UNITY - neuron.current_decay, DECAY_UNITY - neuron.voltage_decay
+        return LifOperands(np.ascontiguousarray(b), keep_u, keep_v, vth, small)
 
 
 _LUT_BYTES = 1 << 20  # a larger table no longer sits in cache
@@ -428,12 +624,14 @@ def _lut(wi, groups, in_hw, out_hw, stride, pad, dil, in_hwc: bool, bound: float
     # conv_lut_steps_last (the network input): ~6 + 1.2 per word per byte, patterns included
     # (fitted on four input convs, 1-2 channels in, 8-32 out, stride 1-2)
     cost_sl = oh * ow * groups * nq * (6 + 1.2 * nw)
-    return np.ascontiguousarray(idx), words, np.ascontiguousarray(table), og, big * nq, (cost, cost_sl)
+    return LutOperands(
+        np.ascontiguousarray(idx), words, np.ascontiguousarray(table), og, big * nq, cost, cost_sl
+    )
 
 
-def plan(graph: Graph) -> _Plan:
+def plan(graph: Graph) -> Plan:
     """The graph's prepared operands (cached on the graph object)."""
-    return _prepared(graph, "kernel-plan", lambda: _Plan(graph))
+    return prepared(graph, "kernel-plan", lambda: Plan(graph))
 
 
 def _buffer(arena: dict | None, key: tuple, shape: tuple, dtype) -> np.ndarray:
@@ -449,162 +647,209 @@ def _buffer(arena: dict | None, key: tuple, shape: tuple, dtype) -> np.ndarray:
     return buf[:size].view(dtype).reshape(shape)
 
 
-def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None = None) -> tuple:
+def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None = None) -> ChunkResult:
     """One chunk of samples through the compiled kernels (``arena``: buffers shared by the
     chunks of one batch, see :func:`_buffer`).
 
-    ``s_in`` ``(N, *input_shape, T)`` uint8 -> ``(output (N, *out, T) int8, spikes, synops,
-    neurons, cores, layers)`` with the same meaning as :func:`snnc.sim.simulate`'s parts.
+    ``s_in`` ``(N, *input_shape, T)`` uint8 -> a :class:`~snnc.sim.common.ChunkResult`, with the
+    same meaning as the numpy interpreter's. A dense chain runs fused (:func:`_run_chain`) unless a
+    layer is recorded; any other graph step by step (:class:`_ChunkRun`).
     """
     k = kernels()
     p = plan(graph)
-    n, t = s_in.shape[0], s_in.shape[-1]
     if p.chain is not None and not record and CHAIN:
-        return _run_chain(graph, p, k, s_in)
-    vals: dict[str, np.ndarray] = {}
-    currents: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    synops: dict[str, int] = {}
-    neurons: dict[str, int] = {}
-    cores: dict[str, int] = {}
-    layers: dict[str, np.ndarray] = {}
-    nspk: dict[str, np.ndarray] = {}  # spikes per sample and neuron (N, M), internal order
-    out_name = None
-    for kind, name, arg in p.steps:
-        if kind == "input":
-            vals[name] = s_in.reshape(n, -1, t).transpose(0, 2, 1)  # (N, T, M) view, PyTorch order
-            nspk[name] = _buffer(arena, (name, "count"), (n, vals[name].shape[2]), np.int32)
-            _parallel(k["input_counts"], n, s_in.reshape(n, -1, t), nspk[name])
-        elif kind == "alias":
-            vals[name] = vals[arg]
-            if arg in nspk:
-                nspk[name] = nspk[arg]
-            if isinstance(graph.nodes[name], Output):
-                out_name = name
-        elif kind == "dense":
-            src, (wt, wd, fan, wmax, acc, e) = arg
-            x = vals[src]
-            m, o_all = wt.shape
-            cur = _buffer(arena, (name, "current"), (n, t, o_all), acc)
-            # Adding a weight row per spike costs ~ spikes x (O/8 + 8) vector steps, a product of
-            # the spike row with every weight row ~ O x M / 8: pick the cheaper.
-            density = nspk[src].sum(dtype=np.int64) / max(n * t * m, 1)
-            if x.flags.c_contiguous and density > o_all / (o_all + 64):
-                if wd.dtype == np.float32:
-                    _parallel(k["dense_dot_f32"], n, x, wd, cur)
-                else:
-                    _parallel(k["dense_dot"], n, x, wd, cur)
-                synops[name] = int(nspk[src].sum(axis=0, dtype=np.int64) @ fan)
-            else:
-                ops = np.zeros(n, np.int64)
-                steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
-                if steps_last.flags.c_contiguous:
-                    _parallel(k["dense_steps_last"], n, steps_last, wt, fan, wmax, cur, ops)
-                else:
-                    _parallel(k["dense"], n, x, wt, fan, wmax, cur, ops)
-                synops[name] = int(ops.sum())
-            if e > 0:
-                cur <<= e
-            elif e < 0:
-                cur >>= -e  # Lava's arithmetic (floor) shift (§2.2)
-            currents[name] = cur
-        elif kind == "conv":
-            src, (scatter, gather, table, (scan, per_spike, dense_cost), fan, acc, wrap) = arg
-            x = vals[src]
-            per_input = nspk[src].sum(axis=0, dtype=np.int64)
+        return _run_chain(p, k, s_in)
+    return _ChunkRun(p, k, s_in, record, arena).run()
+
+
+class _ChunkRun:
+    """One chunk through a plan's steps, layer by layer: one method per step kind.
+
+    ``vals``: each node's value ``(N, T, M)`` (spikes; the input as a view of ``s_in``);
+    ``currents``: synaptic currents ``(N, T, M)`` until their neurons or Add take them; ``nspk``:
+    spikes per sample and neuron ``(N, M)`` int32 (the kernels' cost model and the SynOps).
+    """
+
+    def __init__(self, p: Plan, k: dict, s_in: np.ndarray, record: bool, arena: dict | None) -> None:
+        self.plan, self.k, self.s_in, self.record, self.arena = p, k, s_in, record, arena
+        self.n, self.t = s_in.shape[0], s_in.shape[-1]
+        self.workers = threads()
+        self.vals: dict[str, np.ndarray] = {}
+        self.currents: dict[str, np.ndarray] = {}
+        self.nspk: dict[str, np.ndarray] = {}
+        # the ChunkResult's parts
+        self.spikes: dict[str, int] = {}
+        self.synops: dict[str, int] = {}
+        self.neurons: dict[str, int] = {}
+        self.cores: dict[str, int] = {}
+        self.layers: dict[str, np.ndarray] = {}
+
+    def run(self) -> ChunkResult:
+        handlers = _STEP_HANDLERS
+        for step in self.plan.steps:
+            handlers[step.kind](self, step)
+        p, out = self.plan, self.plan.output
+        output = _canonical(self.vals[out], p.shapes[out], p.hwc[out], p, out).astype(np.int8)
+        return ChunkResult(output, self.spikes, self.synops, self.neurons, self.cores, self.layers)
+
+    def parallel(self, kernel: str, *args) -> None:
+        """The compiled ``kernel`` over the chunk's samples (:func:`_parallel`)."""
+        _parallel(self.k[kernel], self.n, *args, workers=self.workers)
+
+    # -- one method per step kind --------------------------------------------------------------
+    def step_input(self, step: InputStep) -> None:
+        n, t, s_in = self.n, self.t, self.s_in
+        x = s_in.reshape(n, -1, t)
+        self.vals[step.name] = x.transpose(0, 2, 1)  # (N, T, M) view, PyTorch order
+        self.nspk[step.name] = _buffer(self.arena, (step.name, "count"), (n, x.shape[1]), np.int32)
+        self.parallel("input_counts", x, self.nspk[step.name])
+
+    def step_alias(self, step: AliasStep) -> None:
+        self.vals[step.name] = self.vals[step.src]
+        if step.src in self.nspk:
+            self.nspk[step.name] = self.nspk[step.src]
+
+    def step_dense(self, step: DenseStep) -> None:
+        ops, n, t = step.ops, self.n, self.t
+        x, nspk = self.vals[step.src], self.nspk[step.src]
+        m, o_all = ops.wt.shape
+        cur = _buffer(self.arena, (step.name, "current"), (n, t, o_all), ops.acc)
+        # Adding a weight row per spike costs ~ spikes x (O/8 + 8) vector steps, a product of
+        # the spike row with every weight row ~ O x M / 8: pick the cheaper.
+        density = nspk.sum(dtype=np.int64) / max(n * t * m, 1)
+        if x.flags.c_contiguous and density > o_all / (o_all + 64):
+            self.parallel("dense_dot_f32" if ops.wd.dtype == np.float32 else "dense_dot", x, ops.wd, cur)
+            synops = int(nspk.sum(axis=0, dtype=np.int64) @ ops.fan)
+        else:
+            per_sample = np.zeros(n, np.int64)
             steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
-            sl = steps_last.flags.c_contiguous
-            kernel = FORCE_CONV
-            if kernel is None:
-                kernel = "event"
-                event_cost = scan + per_input.sum() / (n * t) * per_spike
-                if sl and table is not None and not table[1]:
-                    dense_cost = min(dense_cost, table[5][1])
-                if event_cost > dense_cost:
-                    lut_cost = None if table is None else table[5][1 if sl and not table[1] else 0]
-                    lut_cheaper = lut_cost is not None and (gather is None or lut_cost <= dense_cost)
-                    kernel = "lut" if lut_cheaper else "gemm" if gather is not None else "event"
-            size = (n, t, int(np.prod(p.shapes[name])))
-            if kernel == "lut" and table is not None:
-                idx, words, tab, og, bias, _ = table
-                # 16-bit lanes: every sum is below 2**15 in magnitude
-                dt = np.int16 if bias < 2**15 else np.int32
-                cur = _buffer(arena, (name, "current"), size, dt)
-                ops = (idx, tab, og, bias, cur, wrap)
-                if sl and not words:
-                    _parallel(k["conv_lut_steps_last"], n, steps_last, *ops)
-                else:
-                    _parallel(k["conv_lut_words" if words else "conv_lut"], n, x, *ops)
-            elif kernel == "gemm" and gather is not None:
-                cur = _buffer(arena, (name, "current"), size, acc)
-                _parallel(k["conv_gemm"], n, x, *gather, cur)
+            if steps_last.flags.c_contiguous:
+                self.parallel("dense_steps_last", steps_last, ops.wt, ops.fan, ops.wmax, cur, per_sample)
             else:
-                cur = _buffer(arena, (name, "current"), size, acc)
-                if sl and not scatter[1]:
-                    c_in, _, *ops = scatter
-                    _parallel(k["conv_event_steps_last"], n, steps_last, c_in, *ops, cur, wrap)
-                else:
-                    _parallel(k["conv_event"], n, x, *scatter, cur, wrap)
-            currents[name] = cur
-            synops[name] = int(per_input @ fan)
-        else:  # a neuron population: of a synapse ("neuron") or of an Add ("add")
-            if kind == "add":
-                preds, params = arg
-                cur = currents[preds[0]].astype(np.int64)
-                for q in preds[1:]:
-                    cur += currents[q]
-                for q in preds:  # the Add owns its inputs' SynOps (energy/latency model)
-                    synops[name] = synops.get(name, 0) + synops.pop(q, 0)
+                self.parallel("dense", x, ops.wt, ops.fan, ops.wmax, cur, per_sample)
+            synops = int(per_sample.sum())
+        self.synops[step.name] = synops
+        if ops.shift > 0:
+            cur <<= ops.shift
+        elif ops.shift < 0:
+            cur >>= -ops.shift  # Lava's arithmetic (floor) shift (§2.2)
+        self.currents[step.name] = cur
+
+    def step_conv(self, step: ConvStep) -> None:
+        ops, n, t = step.ops, self.n, self.t
+        x = self.vals[step.src]
+        per_input = self.nspk[step.src].sum(axis=0, dtype=np.int64)
+        steps_last = x.transpose(0, 2, 1)  # the network input is held (N, M, T)
+        sl = steps_last.flags.c_contiguous
+        kernel = _conv_kernel(ops, per_input.sum() / (n * t), sl) if FORCE_CONV is None else FORCE_CONV
+        size = (n, t, int(np.prod(self.plan.shapes[step.name])))
+        lut, gather, sc, wrap = ops.lut, ops.gather, ops.scatter, ops.wrap
+        if kernel == "lut" and lut is not None:
+            dt = np.int16 if lut.bias < 2**15 else np.int32  # 16-bit lanes: every |sum| < 2**15
+            cur = _buffer(self.arena, (step.name, "current"), size, dt)
+            args = (lut.idx, lut.table, lut.og, lut.bias, cur, wrap)
+            if sl and not lut.words:
+                self.parallel("conv_lut_steps_last", steps_last, *args)
             else:
-                params = arg
-                cur = currents.pop(name)
-            b, keep_u, keep_v, vth, small = params
-            spk = _buffer(arena, (name, "spikes"), cur.shape, np.uint8)
-            cnt = _buffer(arena, (name, "count"), (n, cur.shape[2]), np.int32)
-            # float64 is exact while |current| < 2**46: always for int16/int32 sums
-            exact = small and cur.dtype != np.int64
-            _parallel(k["lif_f64" if exact else "lif"], n, cur, b, keep_u, keep_v, vth, spk, cnt)
-            vals[name] = spk
-            nspk[name] = cnt
-            counts[name] = int(cnt.sum(dtype=np.int64))
-            neurons[name] = int(np.prod(p.shapes[name]))
-            cores[name] = node_cores(graph.nodes[name])
-            if record:
-                layers[name] = _canonical(spk, p.shapes[name], p.hwc[name], p, name).astype(np.int8)
-    out_shape = p.shapes[out_name]
-    output = _canonical(vals[out_name], out_shape, p.hwc[out_name], p, out_name).astype(np.int8)
-    return output, counts, synops, neurons, cores, layers
+                self.parallel("conv_lut_words" if lut.words else "conv_lut", x, *args)
+        elif kernel == "gemm" and gather is not None:
+            cur = _buffer(self.arena, (step.name, "current"), size, ops.acc)
+            self.parallel("conv_gemm", x, *gather, cur)
+        else:
+            cur = _buffer(self.arena, (step.name, "current"), size, ops.acc)
+            if sl and not sc.in_hwc:
+                pairs = (sc.wc, sc.kt, sc.groups, sc.ip_ptr, sc.ip_tap, sc.ip_op)
+                self.parallel("conv_event_steps_last", steps_last, sc.c_in, *pairs, cur, wrap)
+            else:
+                self.parallel("conv_event", x, *sc, cur, wrap)
+        self.currents[step.name] = cur
+        self.synops[step.name] = int(per_input @ ops.fan)
+
+    def step_neuron(self, step: NeuronStep) -> None:
+        self._population(step.name, self.currents.pop(step.name), step.lif)
+
+    def step_add(self, step: AddStep) -> None:
+        preds, synops = step.preds, self.synops
+        cur = self.currents[preds[0]].astype(np.int64)
+        for q in preds[1:]:
+            cur += self.currents[q]
+        for q in preds:  # the Add owns its inputs' SynOps (energy/latency model)
+            synops[step.name] = synops.get(step.name, 0) + synops.pop(q, 0)
+        self._population(step.name, cur, step.lif)
+
+    def _population(self, name: str, cur: np.ndarray, lif: LifOperands) -> None:
+        """A population's LIF on its delayed current; its spikes become its value."""
+        n, p = self.n, self.plan
+        spk = _buffer(self.arena, (name, "spikes"), cur.shape, np.uint8)
+        cnt = _buffer(self.arena, (name, "count"), (n, cur.shape[2]), np.int32)
+        # float64 is exact while |current| < 2**46: always for int16/int32 sums
+        exact = lif.f64_exact and cur.dtype != np.int64
+        args = (cur, lif.bias, lif.keep_u, lif.keep_v, lif.vth, spk, cnt)
+        self.parallel("lif_f64" if exact else "lif", *args)
+        self.vals[name] = spk
+        self.nspk[name] = cnt
+        self.spikes[name] = int(cnt.sum(dtype=np.int64))
+        self.neurons[name] = int(np.prod(p.shapes[name]))
+        self.cores[name] = node_cores(p.graph.nodes[name])
+        if self.record:
+            self.layers[name] = _canonical(spk, p.shapes[name], p.hwc[name], p, name).astype(np.int8)
 
 
-def _run_chain(graph: Graph, p: _Plan, k: dict, s_in: np.ndarray) -> tuple:
+_STEP_HANDLERS = {
+    "input": _ChunkRun.step_input,
+    "alias": _ChunkRun.step_alias,
+    "dense": _ChunkRun.step_dense,
+    "conv": _ChunkRun.step_conv,
+    "neuron": _ChunkRun.step_neuron,
+    "add": _ChunkRun.step_add,
+}
+
+
+def _conv_kernel(ops: ConvOperands, spikes_per_step: float, steps_last: bool) -> str:
+    """The cheapest conv kernel by the plan's cost model: ``"event"``, ``"gemm"`` or ``"lut"``.
+    ``spikes_per_step``: the input's spikes per sample and step; ``steps_last``: the input is the
+    network's, held (N, M, T)."""
+    lut, cost = ops.lut, ops.cost
+    dense_cost = cost.dense
+    if steps_last and lut is not None and not lut.words:
+        dense_cost = min(dense_cost, lut.cost_steps_last)
+    if cost.scan + spikes_per_step * cost.per_spike <= dense_cost:
+        return "event"
+    lut_cost = None if lut is None else lut.cost_steps_last if steps_last and not lut.words else lut.cost
+    if lut_cost is not None and (ops.gather is None or lut_cost <= dense_cost):
+        return "lut"
+    return "gemm" if ops.gather is not None else "event"
+
+
+def _run_chain(p: Plan, k: dict, s_in: np.ndarray) -> ChunkResult:
     """``run`` for an input -> (dense + LIF) x L chain: one ``dense_chain`` pass."""
-    names, ops = p.chain
+    names = p.chain.names
     n, t = s_in.shape[0], s_in.shape[-1]
     x = np.ascontiguousarray(s_in.reshape(n, -1, t))
-    out_shape = p.shapes[graph.output.name]
+    out_shape = p.shapes[p.output]
     out = np.empty((n, int(np.prod(out_shape)), t), np.int8)
     counts = np.zeros((n, len(names)), np.int64)
     synops = np.zeros((n, len(names)), np.int64)
-    _parallel(k["dense_chain"], n, x, *ops, out, counts, synops)
-    tot, ops_ = counts.sum(axis=0), synops.sum(axis=0)
-    return (
-        out.reshape(n, *out_shape, t),
-        {name: int(tot[j]) for j, name in enumerate(names)},
-        {name: int(ops_[j]) for j, name in enumerate(names)},
-        {name: int(np.prod(p.shapes[name])) for name in names},
-        {name: node_cores(graph.nodes[name]) for name in names},
-        {},
+    _parallel(k["dense_chain"], n, x, *p.chain.operands, out, counts, synops)
+    tot, ops = counts.sum(axis=0), synops.sum(axis=0)
+    return ChunkResult(
+        output=out.reshape(n, *out_shape, t),
+        spikes={name: int(tot[j]) for j, name in enumerate(names)},
+        synops={name: int(ops[j]) for j, name in enumerate(names)},
+        neurons={name: int(np.prod(p.shapes[name])) for name in names},
+        cores={name: node_cores(p.graph.nodes[name]) for name in names},
+        layers={},
     )
 
 
-def _canonical(a: np.ndarray, shape, hwc: bool, p: _Plan, name: str | None = None) -> np.ndarray:
+def _canonical(a: np.ndarray, shape, hwc: bool, p: Plan, name: str | None = None) -> np.ndarray:
     """``(N, T, M)`` in the internal order -> ``(N, *shape, T)`` in PyTorch order."""
     n, t = a.shape[:2]
     if hwc and len(shape) == 3:
         c, h, w = shape
         return a.reshape(n, t, h, w, c).transpose(0, 4, 2, 3, 1)
     if hwc:  # a flattened channels-last value: put the positions back in PyTorch order
-        perm = _hwc_perm(p._origin_shape(name))
+        perm = _hwc_perm(p.origin_shape(name))
         inv = np.empty_like(perm)
         inv[perm] = np.arange(perm.size)
         a = a[:, :, inv]

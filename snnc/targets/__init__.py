@@ -1,13 +1,17 @@
-"""Targets: write a finished IR graph as a deployable artifact, and run it.
+"""Targets: lower a graph for a chip or runtime, write it as a deployable artifact, and run it.
 
-``emit(graph, target, out_dir)`` writes the target's files into ``out_dir`` (the caller makes it
-atomic):
+A target is one object (:class:`~snnc.targets.base.Target`: ``name``, ``spec``, ``limits``,
+``lower``, ``emit``, optionally ``run``) and :data:`TARGETS` is the only list of them. Built in:
 
-- ``"loihi2"``: ``network.net`` (netx HDF5, when the graph is sequential), ``graph.safetensors`` and
-``run_loihi2.py``, a standalone script that builds the Lava processes and runs them;
-- ``"sim"``: ``graph.safetensors`` for ``snnc simulate``;
-- ``"onnx"``: ``model.onnx`` (one step with state in/out) and ``graph.safetensors``;
-- ``"nir"``: ``network.nir`` (:mod:`snnc.targets.nir`) and ``graph.safetensors``.
+- ``"loihi2"`` (:mod:`snnc.targets.loihi2`): ``network.net`` (netx HDF5, when the graph is
+  sequential), ``graph.safetensors`` and ``run_loihi2.py``, a standalone Lava runner;
+- ``"sim"`` (:mod:`snnc.targets.sim`): ``graph.safetensors`` for ``snnc simulate``;
+- ``"onnx"`` (:mod:`snnc.targets.onnx`): ``model.onnx`` (one step with state in/out) and
+  ``graph.safetensors``;
+- ``"nir"`` (:mod:`snnc.targets.nir`): ``network.nir`` and ``graph.safetensors``.
+
+``load_net(path)`` reads what ``simulate``/``evaluate`` are given. Importing this package loads no
+target (and no torch, ONNX or Lava).
 """
 
 from __future__ import annotations
@@ -15,66 +19,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from snnc.errors import SnncError, UsageError
+from snnc.errors import UsageError
 from snnc.ir import Graph
+from snnc.targets.base import FixedPointSpec, RunnableTarget, Target
+from snnc.targets.registry import TARGETS
 
-TARGETS = ("loihi2", "sim", "onnx", "nir")
-RUNNER_FILE = "run_loihi2.py"
-
-
-def emit(graph: Graph, target: str, out_dir: str | os.PathLike) -> list[str]:
-    """Write ``graph`` for ``target`` into the existing ``out_dir``; returns the file names."""
-    from snnc.ir.serialize import GRAPH_FILE, save_graph
-    from snnc.targets.loihi2.netx import NETX_FILE
-
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise SnncError(f"output directory {out} does not exist")
-    graph.verify()
-    files: list[str] = []
-    if target == "loihi2":
-        from snnc.targets.loihi2 import check_netx_expressible, write_netx
-
-        if graph.precision != "fixed":
-            raise SnncError("the loihi2 target needs a fixed-point graph; run quantize first")
-        try:
-            check_netx_expressible(graph)
-            sequential = True
-        except SnncError:
-            sequential = False
-        if sequential:
-            write_netx(graph, out / NETX_FILE)
-            files.append(NETX_FILE)
-        save_graph(graph, out / GRAPH_FILE)
-        files.append(GRAPH_FILE)
-        (out / RUNNER_FILE).write_text(_runner_script())
-        files.append(RUNNER_FILE)
-    elif target == "sim":
-        save_graph(graph, out / GRAPH_FILE)
-        files.append(GRAPH_FILE)
-    elif target == "onnx":
-        from snnc.targets.onnx import ONNX_FILE, export_onnx
-
-        if graph.precision != "fixed":
-            raise SnncError("the onnx target needs a fixed-point graph; run quantize first")
-        export_onnx(graph, out / ONNX_FILE)
-        save_graph(graph, out / GRAPH_FILE)
-        files += [ONNX_FILE, GRAPH_FILE]
-    elif target == "nir":
-        from snnc.targets.nir import emit_nir
-
-        files += emit_nir(graph, out)
-        save_graph(graph, out / GRAPH_FILE)
-        files.append(GRAPH_FILE)
-    else:
-        raise SnncError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    return files
-
-
-def _runner_script() -> str:
-    from importlib.resources import files
-
-    return files("snnc.targets.loihi2").joinpath(RUNNER_FILE).read_text()
+__all__ = ["TARGETS", "FixedPointSpec", "RunnableTarget", "Target", "load_net"]
 
 
 def load_net(path: str | os.PathLike) -> Graph:
@@ -87,7 +37,7 @@ def load_net(path: str | os.PathLike) -> Graph:
     path = Path(path)
     if not path.exists():
         raise UsageError(
-            f"{path} does not exist; give a build directory (snnc compile -o) or a netx " ".net file"
+            f"{path} does not exist; give a build directory (snnc compile -o) or a netx .net file"
         )
     if path.is_dir():
         if (path / GRAPH_FILE).is_file():

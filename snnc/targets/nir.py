@@ -13,7 +13,7 @@ neuron is ``<name>.lif``.
 Neuron mapping. NIR's CubaLIF is ``tau_syn dI/dt = -I + w_in S``, ``tau_mem dv/dt = (v_leak - v) +
 R I``, spike when ``v > v_threshold``, reset to ``v_reset``. Discretized with forward Euler at ``dt
 = 1`` time step it reads ``I[t] = (1 - 1/tau_syn) I[t-1] + (w_in/tau_syn) S[t]`` and
-``v[t] = (1 - 1/tau_mem) v[t-1] + (v_leak + R I)/tau_mem``. Loihi's CUBA-LIF (LAVA_FACTS §2.1) is
+``v[t] = (1 - 1/tau_mem) v[t-1] + (v_leak + R I)/tau_mem``. Loihi's CUBA-LIF (docs/loihi2.md §2.1) is
 ``u[t] = (1 - current_decay/4096) u[t-1] + a[t]``, ``v[t] = (1 - voltage_decay/4096) v[t-1] + u[t]
 + bias``, so: ``tau_syn = 4096 / current_decay``, ``w_in = tau_syn * tap``, ``tau_mem = 4096 /
 voltage_decay``, ``R = tau_mem``, ``v_leak = bias * tau_mem``, ``v_threshold = threshold``,
@@ -33,20 +33,23 @@ import numpy as np
 
 from snnc import ir
 from snnc.errors import SnncError, UsageError
+from snnc.ir.fixed import DECAY_UNITY
+from snnc.targets.base import emit_dir, save_graph_file
+from snnc.targets.loihi2.target import Loihi2Lowering
 
 NIR_FILE = "network.nir"
 
 
 def _tau(decay: int) -> float:
-    return np.inf if decay == 0 else 4096.0 / decay
+    return np.inf if decay == 0 else float(DECAY_UNITY) / decay
 
 
 def _decay(tau: float) -> int:
     tau = float(np.asarray(tau).reshape(-1)[0])
     if np.isinf(tau):
         return 0
-    d = 4096.0 / tau
-    if abs(d - round(d)) > 1e-6 * max(1.0, d) or not 0 <= round(d) <= 4096:
+    d = float(DECAY_UNITY) / tau
+    if abs(d - round(d)) > 1e-6 * max(1.0, d) or not 0 <= round(d) <= DECAY_UNITY:
         raise UsageError(f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)")
     return int(round(d))
 
@@ -77,68 +80,9 @@ def to_nir(graph: ir.Graph):
     import nir
 
     graph.verify()
-    shapes = graph.shapes()
-    nodes: dict = {}
-    edges: list[tuple[str, str]] = []
-    tail: dict[str, str] = {}  # IR node -> the NIR node its spikes (or current) leave from
-    for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        ins = [tail[p] for p in preds]
-        shape = shapes[name]
-        if isinstance(node, ir.Input):
-            nodes[name] = nir.Input(input_type={"input": np.array(node.shape)})
-            tail[name] = name
-            continue
-        if isinstance(node, ir.Output):
-            nodes[name] = nir.Output(output_type={"output": np.array(shape)})
-            edges += [(i, name) for i in ins]
-            continue
-        if isinstance(node, ir.Flatten):
-            nodes[name] = nir.Flatten(input_type={"input": np.array(shapes[preds[0]])}, start_dim=0)
-            edges += [(i, name) for i in ins]
-            tail[name] = name
-            continue
-        if isinstance(node, ir.Add):
-            lif = f"{name}.lif"
-            nodes[lif] = _lif(node.neuron, shape)
-            edges += [(i, lif) for i in ins]
-            tail[name] = lif
-            continue
-        if getattr(node, "bn", None) is not None:
-            raise SnncError(f"{name}: NIR has no voltage-bias batch-norm; run fold_bn before export")
-        meta = {"weight_exp": int(getattr(node, "weight_exp", 0))}
-        tap = 1.0
-        if isinstance(node, ir.Dense):
-            w = node.weight
-            nodes[name] = nir.Affine(weight=w, bias=np.zeros(w.shape[0]), metadata=meta)
-        elif isinstance(node, ir.Conv):
-            nodes[name] = nir.Conv2d(
-                input_shape=tuple(shapes[preds[0]][1:]),
-                weight=node.weight,
-                stride=node.stride,
-                padding=node.padding,
-                dilation=node.dilation,
-                groups=node.groups,
-                bias=np.zeros(node.weight.shape[0]),
-                metadata=meta,
-            )
-        elif isinstance(node, ir.Pool):
-            nodes[name] = nir.SumPool2d(
-                kernel_size=np.array(node.kernel),
-                stride=np.array(node.stride),
-                padding=np.array((0, 0)),
-            )
-            tap = float(node.weight)
-        else:
-            raise SnncError(f"{name}: no NIR mapping for node kind {node.kind}")
-        edges += [(i, name) for i in ins]
-        if node.neuron is None:
-            tail[name] = name
-            continue
-        lif = f"{name}.lif"
-        nodes[lif] = _lif(node.neuron, shape, tap)
-        edges.append((name, lif))
-        tail[name] = lif
+    export = _NirExport(graph)
+    for node in graph.nodes.values():
+        export.visit(node)
     meta = {
         "producer": "snnc",
         "precision": graph.precision,
@@ -146,7 +90,102 @@ def to_nir(graph: ir.Graph):
         "synapse_latency_steps": 1,
         "update_order": "u then v (Loihi 2 CUBA-LIF)",
     }
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    return nir.NIRGraph(nodes=export.nodes, edges=export.edges, metadata=meta)
+
+
+class _NirExport(ir.NodeVisitor):
+    """One visit per IR node, in graph order: its NIR nodes and their incoming edges.
+
+    ``tail``: IR node -> the NIR node its spikes (or, synapse-only, its current) leave from.
+    """
+
+    backend = "NIR export"
+
+    def __init__(self, graph: ir.Graph) -> None:
+        import nir
+
+        self.nir = nir
+        self.graph = graph
+        self.shapes = graph.shapes()
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+        self.tail: dict[str, str] = {}
+
+    def generic_visit(self, node):
+        raise SnncError(f"{node.name}: no NIR mapping for node kind {node.kind}")
+
+    def _ins(self, name: str) -> list[str]:
+        return [self.tail[p] for p in self.graph.predecessors(name)]
+
+    def _add(self, key: str, nir_node, ins: list[str]) -> None:
+        self.nodes[key] = nir_node
+        self.edges += [(i, key) for i in ins]
+
+    def visit_input(self, node: ir.Input) -> None:
+        self.nodes[node.name] = self.nir.Input(input_type={"input": np.array(node.shape)})
+        self.tail[node.name] = node.name
+
+    def visit_output(self, node: ir.Output) -> None:
+        out = self.nir.Output(output_type={"output": np.array(self.shapes[node.name])})
+        self._add(node.name, out, self._ins(node.name))
+
+    def visit_flatten(self, node: ir.Flatten) -> None:
+        src = self.shapes[self.graph.predecessors(node.name)[0]]
+        self._add(
+            node.name,
+            self.nir.Flatten(input_type={"input": np.array(src)}, start_dim=0),
+            self._ins(node.name),
+        )
+        self.tail[node.name] = node.name
+
+    def visit_add(self, node: ir.Add) -> None:
+        lif = f"{node.name}.lif"
+        self._add(lif, _lif(node.neuron, self.shapes[node.name]), self._ins(node.name))
+        self.tail[node.name] = lif
+
+    def visit_dense(self, node: ir.Dense) -> None:
+        w = node.weight
+        self._synapse(node, self.nir.Affine(weight=w, bias=np.zeros(w.shape[0]), metadata=_wmeta(node)))
+
+    def visit_conv(self, node: ir.Conv) -> None:
+        src = self.shapes[self.graph.predecessors(node.name)[0]]
+        conv = self.nir.Conv2d(
+            input_shape=tuple(src[1:]),
+            weight=node.weight,
+            stride=node.stride,
+            padding=node.padding,
+            dilation=node.dilation,
+            groups=node.groups,
+            bias=np.zeros(node.weight.shape[0]),
+            metadata=_wmeta(node),
+        )
+        self._synapse(node, conv)
+
+    def visit_pool(self, node: ir.Pool) -> None:
+        pool = self.nir.SumPool2d(
+            kernel_size=np.array(node.kernel),
+            stride=np.array(node.stride),
+            padding=np.array((0, 0)),
+        )
+        self._synapse(node, pool, tap=float(node.weight))  # the tap weight goes into w_in
+
+    def _synapse(self, node, nir_node, tap: float = 1.0) -> None:
+        """The synapse under the IR name, then its neuron ``<name>.lif`` (if it has one)."""
+        name = node.name
+        self._add(name, nir_node, self._ins(name))
+        if node.neuron is None:
+            self.tail[name] = name
+            return
+        lif = f"{name}.lif"
+        self._add(lif, _lif(node.neuron, self.shapes[name], tap), [name])
+        self.tail[name] = lif
+
+
+def _wmeta(node) -> dict:
+    """The synapse's NIR metadata; refuses an unfolded batch-norm (NIR has no voltage bias BN)."""
+    if getattr(node, "bn", None) is not None:
+        raise SnncError(f"{node.name}: NIR has no voltage-bias batch-norm; run fold_bn before export")
+    return {"weight_exp": int(getattr(node, "weight_exp", 0))}
 
 
 def _scalar(a) -> float:
@@ -302,3 +341,17 @@ def emit_nir(graph: ir.Graph, out_dir: str | os.PathLike) -> list[str]:
     """Write ``network.nir`` into ``out_dir``; returns the file names written."""
     write_nir(graph, Path(out_dir) / NIR_FILE)
     return [NIR_FILE]
+
+
+class NirTarget(Loihi2Lowering):
+    """``nir``: ``network.nir`` and ``graph.safetensors`` (no runtime of its own). It exports the
+    Loihi 2 fixed-point graph, so it lowers as Loihi 2 does."""
+
+    name = "nir"
+
+    def emit(self, graph: ir.Graph, out_dir: Path) -> list[str]:
+        out = emit_dir(graph, out_dir)
+        return [*emit_nir(graph, out), save_graph_file(graph, out)]
+
+
+TARGET = NirTarget()

@@ -3,7 +3,7 @@
 ``model.onnx`` maps ``(x, state...)`` to ``(y, state'...)``: ``x`` ``(N, *input_shape)`` are the
 input spikes of one step, ``y`` ``(N, *output_shape)`` the last layer's spikes of that step. The
 state is one synapse buffer per synaptic node (``<node>.abuf``: the current accumulated at the
-previous step, LAVA_FACTS §2.2) and ``u``, ``v`` per neuron population. :func:`run_onnx` is the
+previous step, docs/loihi2.md §2.2) and ``u``, ``v`` per neuron population. :func:`run_onnx` is the
 driver: zero state, loop over ``T``.
 
 Every tensor is float64 (conv runs in float32, exact below 2**24, as onnxruntime has no float64
@@ -16,15 +16,20 @@ graphs export the same step without the fixed-point rounding.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from snnc.errors import SnncError, UsageError
-from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
+from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_UNITY, STATE_WRAP
+from snnc.targets.base import emit_dir, require_fixed, save_graph_file
+from snnc.targets.loihi2.target import Loihi2Lowering
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
-_WRAP = float(2**23)
+_WRAP = float(STATE_WRAP)  # as a float64 ONNX constant
+_UNITY = float(DECAY_UNITY)
 
 
 class _Builder:
@@ -60,7 +65,7 @@ class _Builder:
 
     def trunc_div4096(self, x: str) -> str:
         """``sign(x) * floor(|x| / 4096)``: Lava's round-toward-zero ``>> 12`` (§2.1), exact."""
-        q = self.op("Div", [self.op("Abs", [x]), self.const(4096.0)])
+        q = self.op("Div", [self.op("Abs", [x]), self.const(_UNITY)])
         return self.op("Mul", [self.op("Sign", [x]), self.op("Floor", [q])])
 
     def wrap24(self, x: str) -> str:
@@ -75,95 +80,130 @@ def build_step_model(graph: Graph):
     from onnx import TensorProto, checker, helper
 
     graph.verify()
-    fixed = graph.precision == "fixed"
-    shapes = graph.shapes()
-    b = _Builder()
-    inputs, outputs = [], []
-
-    def vi(name, shape):
-        return helper.make_tensor_value_info(name, TensorProto.DOUBLE, ["N", *shape])
-
-    vals: dict[str, str] = {}
-    inputs.append(vi("x", graph.input.shape))
-    currents: dict[str, str] = {}
-    for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        if isinstance(node, Input):
-            vals[name] = "x"
-            continue
-        if isinstance(node, Output):
-            vals[name] = vals[preds[0]]
-            continue
-        if isinstance(node, Flatten):
-            vals[name] = b.op("Flatten", [vals[preds[0]]], axis=1)
-            continue
-        if isinstance(node, Add):
-            a_in = currents[preds[0]]
-            for p in preds[1:]:
-                a_in = b.op("Add", [a_in, currents[p]])
-        else:
-            src = vals[preds[0]]
-            syn = _synapse(b, node, src, shapes[preds[0]], fixed)
-            abuf = f"{name}.abuf"
-            inputs.append(vi(abuf, shapes[name]))
-            outputs.append((abuf, syn))
-            a_in = abuf  # the buffered current of the previous step (§2.2)
-            if node.neuron is None:
-                currents[name] = a_in
-                continue
-        vals[name] = _neuron(b, node, a_in, shapes[name], fixed, inputs, outputs, vi)
-    y = b.op("Identity", [vals[graph.output.name]])
+    step = _StepModel(graph)
+    for node in graph.nodes.values():
+        step.visit(node)
+    b, shapes = step.b, step.shapes
+    y = b.op("Identity", [step.vals[graph.output.name]])
     out_infos = [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", *shapes[graph.output.name]])]
     b.nodes.append(helper.make_node("Identity", [y], ["y"]))
-    for state, val in outputs:
+    for state, val in step.outputs:
         b.nodes.append(helper.make_node("Identity", [val], [f"{state}.next"]))
-        shape = next(i for i in inputs if i.name == state).type.tensor_type.shape
+        shape = next(i for i in step.inputs if i.name == state).type.tensor_type.shape
         info = helper.make_tensor_value_info(f"{state}.next", TensorProto.DOUBLE, None)
         info.type.tensor_type.shape.CopyFrom(shape)
         out_infos.append(info)
-    g = helper.make_graph(b.nodes, "snnc_step", inputs, out_infos, initializer=b.inits)
+    g = helper.make_graph(b.nodes, "snnc_step", step.inputs, out_infos, initializer=b.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnc")
     model.ir_version = 8
     checker.check_model(model)
     return model
 
 
-def _synapse(b: _Builder, node, src: str, in_shape, fixed: bool) -> str:
-    if isinstance(node, Dense):
+class _StepModel(NodeVisitor):
+    """One visit per node, in graph order: the ONNX ops of its step.
+
+    ``vals``: node -> the ONNX value of its output spikes; ``currents``: synapse-only node -> its
+    buffered current (summed by the ``Add`` it feeds); ``inputs``/``outputs``: the state tensors
+    (``<node>.abuf``, ``.u``, ``.v``) in and their next values out.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, graph: Graph) -> None:
+        from onnx import TensorProto, helper
+
+        self.graph = graph
+        self.fixed = graph.precision == "fixed"
+        self.shapes = graph.shapes()
+        self.b = _Builder()
+        self.vals: dict[str, str] = {}
+        self.currents: dict[str, str] = {}
+        self.outputs: list[tuple[str, str]] = []
+        self._info = lambda name, shape: helper.make_tensor_value_info(
+            name, TensorProto.DOUBLE, ["N", *shape]
+        )
+        self.inputs = [self._info("x", graph.input.shape)]
+
+    def _pred(self, node) -> str:
+        return self.graph.predecessors(node.name)[0]
+
+    def visit_input(self, node: Input) -> None:
+        self.vals[node.name] = "x"
+
+    def visit_output(self, node: Output) -> None:
+        self.vals[node.name] = self.vals[self._pred(node)]
+
+    def visit_flatten(self, node: Flatten) -> None:
+        self.vals[node.name] = self.b.op("Flatten", [self.vals[self._pred(node)]], axis=1)
+
+    def visit_add(self, node: Add) -> None:
+        preds = self.graph.predecessors(node.name)
+        a_in = self.currents[preds[0]]
+        for p in preds[1:]:
+            a_in = self.b.op("Add", [a_in, self.currents[p]])
+        self._neuron(node, a_in)
+
+    def visit_dense(self, node: Dense) -> None:
+        b = self.b
         w = np.asarray(node.weight, dtype=np.float64)
-        cur = b.op("MatMul", [src, b.const(w.T.copy())])
+        cur = b.op("MatMul", [self.vals[self._pred(node)], b.const(w.T.copy())])
         e = int(node.weight_exp)
         if e:
             cur = b.op("Mul", [cur, b.const(2.0**e)])
-            if fixed and e < 0:
+            if self.fixed and e < 0:
                 cur = b.op("Floor", [cur])  # Lava's arithmetic >> (§2.2)
-        return cur
-    # onnxruntime has no float64 Conv: run it in float32, exact for integer spikes x integer weights
-    # while every partial sum stays below 2**24 (checked here).
-    src32 = b.op("Cast", [src], to=1)
-    if isinstance(node, Pool):
-        c = in_shape[0]
-        w = np.full((c, 1, *node.kernel), float(node.weight))
-        _check_f32(node.name, w, fixed)
-        cur = b.op("Conv", [src32, b.const32(w)], strides=list(node.stride), group=c)
-    elif isinstance(node, Conv):
+        self._synapse(node, cur)
+
+    # onnxruntime has no float64 Conv: conv and pool run in float32, exact for integer spikes x
+    # integer weights while every partial sum stays below 2**24 (checked by _check_f32).
+    def visit_pool(self, node: Pool) -> None:
+        b = self.b
+        c = self.shapes[self._pred(node)][0]
+        w = node.conv_weight(c)
+        _check_f32(node.name, w, self.fixed)
+        cur = b.op("Conv", [self._src32(node), b.const32(w)], strides=list(node.stride), group=c)
+        self._synapse(node, self._conv_current(cur))
+
+    def visit_conv(self, node: Conv) -> None:
+        b = self.b
         w = np.asarray(node.weight, dtype=np.float64)
-        _check_f32(node.name, w, fixed)
+        _check_f32(node.name, w, self.fixed)
         py, px = node.padding
         cur = b.op(
             "Conv",
-            [src32, b.const32(w)],
+            [self._src32(node), b.const32(w)],
             strides=list(node.stride),
             pads=[py, px, py, px],
             dilations=list(node.dilation),
             group=node.groups,
         )
-        if not fixed and node.weight_exp:
+        if not self.fixed and node.weight_exp:
             cur = b.op("Mul", [cur, b.const(2.0**node.weight_exp)])
-    else:
-        raise SnncError(f"{node.name}: not a synaptic node")
-    cur = b.op("Cast", [cur], to=11)
-    return b.wrap24(cur) if fixed else cur
+        self._synapse(node, self._conv_current(cur))
+
+    def _src32(self, node) -> str:
+        return self.b.op("Cast", [self.vals[self._pred(node)]], to=1)
+
+    def _conv_current(self, cur: str) -> str:
+        cur = self.b.op("Cast", [cur], to=11)
+        return self.b.wrap24(cur) if self.fixed else cur
+
+    def _synapse(self, node, syn: str) -> None:
+        """Buffer the synapse current one step (§2.2), then the neuron (or the Add) reads it."""
+        abuf = f"{node.name}.abuf"
+        self.inputs.append(self._info(abuf, self.shapes[node.name]))
+        self.outputs.append((abuf, syn))
+        if node.neuron is None:
+            self.currents[node.name] = abuf
+        else:
+            self._neuron(node, abuf)
+
+    def _neuron(self, node, a_in: str) -> None:
+        shape = self.shapes[node.name]
+        self.vals[node.name] = _neuron(
+            self.b, node, a_in, shape, self.fixed, self.inputs, self.outputs, self._info
+        )
 
 
 def _check_f32(name: str, w: np.ndarray, fixed: bool) -> None:
@@ -190,12 +230,12 @@ def _neuron(b: _Builder, node, a_in: str, shape, fixed: bool, inputs, outputs, v
         shift = (bn.bias - scale * bn.running_mean).reshape(bshape)
         bias = shift if bias is None else bias + shift
     if fixed:
-        keep_u, keep_v = 4096 - n.current_decay, 4096 - n.voltage_decay
+        keep_u, keep_v = DECAY_UNITY - n.current_decay, DECAY_UNITY - n.voltage_decay
         u = b.op(
             "Add",
             [
                 b.trunc_div4096(b.op("Mul", [u_in, b.const(float(keep_u))])),
-                b.op("Mul", [a_in, b.const(64.0)]),
+                b.op("Mul", [a_in, b.const(float(1 << ACTIVATION_SHIFT))]),
             ],
         )
         u = b.op("Where", [b.op("Greater", [u, b.const(_WRAP)]), b.op("Sub", [u, b.const(2 * _WRAP)]), u])
@@ -205,12 +245,12 @@ def _neuron(b: _Builder, node, a_in: str, shape, fixed: bool, inputs, outputs, v
         )
         v = b.op("Add", [b.trunc_div4096(b.op("Mul", [v_in, b.const(float(keep_v))])), u])
         if bias is not None:
-            v = b.op("Add", [v, b.const(bias * 64.0)])
+            v = b.op("Add", [v, b.const(bias * float(1 << ACTIVATION_SHIFT))])
         v = b.op("Min", [b.op("Max", [v, b.const(-_WRAP + 1)]), b.const(_WRAP - 1)])
-        thr = float(int(n.threshold) << 6)
+        thr = float(int(n.threshold) << ACTIVATION_SHIFT)
     else:
-        u = b.op("Add", [b.op("Mul", [u_in, b.const((4096 - n.current_decay) / 4096)]), a_in])
-        v = b.op("Add", [b.op("Mul", [v_in, b.const((4096 - n.voltage_decay) / 4096)]), u])
+        u = b.op("Add", [b.op("Mul", [u_in, b.const((DECAY_UNITY - n.current_decay) / DECAY_UNITY)]), a_in])
+        v = b.op("Add", [b.op("Mul", [v_in, b.const((DECAY_UNITY - n.voltage_decay) / DECAY_UNITY)]), u])
         if bias is not None:
             v = b.op("Add", [v, b.const(bias)])
         thr = float(n.threshold)
@@ -268,3 +308,27 @@ def run_onnx(path_or_model, x: np.ndarray) -> np.ndarray:
         ys.append(res[0])
         state = dict(zip(state, res[1:], strict=True))
     return np.stack(ys, axis=-1).astype(np.int8)
+
+
+class OnnxTarget(Loihi2Lowering):
+    """``onnx``: ``model.onnx`` (one step, state in and out) and ``graph.safetensors``; ``run`` drives
+    it in onnxruntime. Its numbers are Loihi 2's, so it lowers as Loihi 2 does."""
+
+    name = "onnx"
+
+    def emit(self, graph: Graph, out_dir: Path) -> list[str]:
+        out = emit_dir(graph, out_dir)
+        require_fixed(graph, self.name)
+        export_onnx(graph, out / ONNX_FILE)
+        return [ONNX_FILE, save_graph_file(graph, out)]
+
+    def run(self, net: Path | None, graph: Graph, x: np.ndarray) -> np.ndarray:
+        """onnxruntime on ``net``'s ``model.onnx`` when it is a build directory that has one, else on
+        the step model of ``graph``."""
+        model = Path(net) / ONNX_FILE if net is not None and Path(net).is_dir() else None
+        if model is None or not model.is_file():
+            model = build_step_model(graph)
+        return run_onnx(model, x)
+
+
+TARGET = OnnxTarget()

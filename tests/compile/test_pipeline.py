@@ -1,4 +1,4 @@
-"""compile_model / compile_netx and the report (schema-validated)."""
+"""compile_model / compile_netx (Loihi 2) and the report (schema-validated)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ import pytest
 from compile_helpers import masked_model, spikes
 
 from snnc import ir
-from snnc.compile.pipeline import compile_model, compile_netx
+from snnc.compile.pipeline import compile_model
 from snnc.compile.report import SCHEMA, graph_json, validate
 from snnc.errors import SnncError
 from snnc.sim import simulate
-from snnc.targets.loihi2 import run_lava, write_netx
+from snnc.targets.loihi2 import TARGET, compile_netx, run_lava, write_netx
 
 
 def test_compile_model_report_is_valid():
     model = masked_model("resnet", seed=41)
     header = {"data": {"dataset": "digits", "steps": 12, "encoding": "rate"}}
-    graph, report = compile_model(model, header)
+    graph, report = compile_model(model, TARGET, header)
     assert graph.precision == "fixed"
     validate(report)
     assert report["data"] == header["data"]
@@ -37,7 +37,7 @@ def test_compile_model_report_is_valid():
 
 
 def test_schema_rejects_bad_reports():
-    _, report = compile_model(masked_model("mlp", seed=1), None)
+    _, report = compile_model(masked_model("mlp", seed=1), TARGET)
     bad = copy.deepcopy(report)
     del bad["layers"][0]["cores"]
     with pytest.raises(SnncError, match=r"layers\[0\].*cores"):
@@ -109,8 +109,8 @@ def test_compile_netx_matches_original_in_lava(tmp_path):
 def test_compile_model_with_calibration_is_lossy():
     model = masked_model("mlp", seed=5, keep=1.0, gain=1.0)
     calib = spikes(6, 12, seed=6, p=0.1)
-    g_exact, r_exact = compile_model(model, None)
-    g_lossy, r_lossy = compile_model(model, None, calibration=calib)
+    g_exact, r_exact = compile_model(model, TARGET)
+    g_lossy, r_lossy = compile_model(model, TARGET, calibration=calib)
     assert r_lossy["lossy"] and not r_exact["lossy"]
     assert r_lossy["totals"]["params_after"] < r_exact["totals"]["params_after"]
 

@@ -179,3 +179,28 @@ def test_remove_dead_is_idempotent_and_pure():
     assert graphs_equal(once, twice)
     np.testing.assert_array_equal(graph.nodes["blocks.0"].weight, w_before)
     assert INPUT == graph.input.shape
+
+
+def test_a_node_kind_without_a_channel_handler_stops_the_pass():
+    """Each node kind has one channel handler (Torch-Pruning's idea, without its silent
+    fall-backs): a kind remove_dead has not learnt is an error naming it."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Identity(ir.Node):
+        kind = "identity"
+
+        def out_shape(self, in_shape, src):
+            return in_shape
+
+    g = ir.Graph.from_list(
+        [
+            ir.Input("in", shape=(3,)),
+            ir.Dense("fc", weight=np.ones((2, 3)), neuron=ir.CubaLIF(1.0, 0, 0)),
+            Identity("id"),
+            ir.Output("out"),
+        ],
+        meta={"precision": "float"},
+    ).verify()
+    with pytest.raises(SnncError, match="id: remove_dead has no channel handler for node kind 'identity'"):
+        remove_dead(g)

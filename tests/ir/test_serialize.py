@@ -12,7 +12,7 @@ from snnc.errors import UsageError
 from snnc.ir import BatchNorm, Conv, CubaLIF, Graph, Input, Output
 from snnc.ir.serialize import load_graph, save_graph
 from snnc.sim import simulate
-from snnc.targets import emit, load_net
+from snnc.targets import TARGETS, load_net
 
 
 def test_round_trip_keeps_every_field(tmp_path, rng):
@@ -81,7 +81,7 @@ def test_load_net_and_emit(tmp_path, rng):
     g = random_convnet(rng)
     out = tmp_path / "build"
     out.mkdir()
-    assert sorted(emit(g, "loihi2", out)) == ["graph.safetensors", "network.net", "run_loihi2.py"]
+    assert sorted(TARGETS.get("loihi2").emit(g, out)) == ["graph.safetensors", "network.net", "run_loihi2.py"]
     x = spikes(rng, g, 2, 10)
     want = simulate(g, x).output
     np.testing.assert_array_equal(simulate(load_net(out), x).output, want)
@@ -90,11 +90,11 @@ def test_load_net_and_emit(tmp_path, rng):
     np.testing.assert_array_equal(simulate(load_net(out), x).output, want)
     res = tmp_path / "res"
     res.mkdir()
-    assert sorted(emit(random_residual(rng), "loihi2", res)) == [
+    assert sorted(TARGETS.get("loihi2").emit(random_residual(rng), res)) == [
         "graph.safetensors",
         "run_loihi2.py",
     ]
-    assert sorted(emit(g, "onnx", res)) == ["graph.safetensors", "model.onnx"]
+    assert sorted(TARGETS.get("onnx").emit(g, res)) == ["graph.safetensors", "model.onnx"]
     with pytest.raises(UsageError, match="neither"):
         load_net(tmp_path / "build" / "run_loihi2.py")
     with pytest.raises(UsageError, match="does not exist"):

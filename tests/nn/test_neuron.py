@@ -33,7 +33,7 @@ def test_strict_threshold_and_bias():
 
 
 def _lava_reference(a_int: np.ndarray, du: int, dv: int, vth: int, bias: int = 0):
-    """LAVA_FACTS §2.6 reference for one neuron (integer a_in per step)."""
+    """docs/loihi2.md §2.6 reference for one neuron (integer a_in per step)."""
 
     def rshift0(x, s):
         return np.sign(x) * (np.abs(x) >> s)

@@ -10,6 +10,7 @@ import torch
 from snnc.nn.blocks import Conv, Dense
 from snnc.nn.neuron import NeuronParams
 from snnc.prune import scores as S
+from snnc.prune.methods.relief import relief_bias, relief_keys, relief_shares
 from snnc.prune.monitors import criticality, relief_contributions
 
 
@@ -23,7 +24,7 @@ def test_relief_dense_matches_hand_computed():
     # Two samples x one step each; |x| means 0.5, 1, 0.
     x = torch.tensor([[[1.0], [1.0], [0.0]], [[0.0], [1.0], [0.0]]])
     contrib = relief_contributions(block, x)
-    shares = S.relief_shares(contrib, samples=2.0, bias=S.relief_bias(block))
+    shares = relief_shares(contrib, samples=2.0, bias=relief_bias(block))
     expect = torch.tensor([[0.25, 0.25, 0.0], [0.0, 0.75, 0.0]], dtype=torch.float64)
     assert torch.allclose(shares, expect)
 
@@ -38,7 +39,7 @@ def test_relief_conv_frobenius_and_bias_scaling():
     x = torch.tensor([[1.0, 0.0], [1.0, 1.0]]).view(1, 1, 2, 2, 1)
     contrib = relief_contributions(block, x)
     assert float(contrib[0, 0]) == pytest.approx(2 * math.sqrt(3))
-    shares = S.relief_shares(contrib, 1.0, S.relief_bias(block), out_hw=4)
+    shares = relief_shares(contrib, 1.0, relief_bias(block), out_hw=4)
     assert float(shares[0, 0]) == pytest.approx(2 * math.sqrt(3) / (2 * math.sqrt(3) + 2))
 
 
@@ -64,7 +65,7 @@ def test_relief_keys_reproduce_alpha_rule():
     # Shares of one neuron: 0.5, 0.3, 0.15, 0.05. alpha=0.9 keeps 0.5+0.3+0.15 (=0.95 >= 0.9) and
     # prunes 0.05: exactly the connections with key >= 1.
     shares = torch.tensor([[0.15, 0.5, 0.05, 0.3]], dtype=torch.float64)
-    keys = S.relief_keys(shares, 0.9)
+    keys = relief_keys(shares, 0.9)
     assert (keys >= 1).tolist() == [[False, False, True, False]]
     assert float(keys[0, 1]) == 0.0
 

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from snnc.prune import CHANNEL_METHODS, METHODS
 from snnc.prune.masks import channel_targets
+from snnc.prune.methods.registry import METHODS
 from snnc.prune.trainer import PruneConfig, distill_loss, prune
 
 BASE_STEPS = 16  # the base convnet of conftest.py is trained with T=16
@@ -17,11 +17,11 @@ TINY = dict(
 )
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS.names())
 def test_each_method_reaches_its_target_sparsity(base_convnet, method):
     model = copy.deepcopy(base_convnet[1])
     _, rep = prune(model, PruneConfig(method=method, sparsity=0.6, **TINY))
-    if method in CHANNEL_METHODS:
+    if METHODS.get(method).unit == "conv channels":
         total = rep["channels"]["total"]
         assert rep["channels"]["total"] - rep["channels"]["kept"] == round(0.6 * total)
         kept = sum(int(b.channel_mask.sum()) for _, b in channel_targets(model))
@@ -136,11 +136,11 @@ def test_half_the_channels_removed_within_one_point(base_convnet, method):
 
 
 def test_rewind_schedule_holds_the_rate_while_pruning_then_decays():
-    from snnc.prune.trainer import _lr
+    from snnc.prune.trainer import lr_at
 
     cfg = PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2, lr_schedule="rewind")
-    rates = [_lr(cfg, e) for e in range(10)]
+    rates = [lr_at(cfg, e) for e in range(10)]
     assert rates[:6] == [1e-2] * 6  # prune events after epochs 1-6 (prune_fraction 0.6)
     assert rates[6] == pytest.approx(1e-2) and rates[7] < rates[6] and rates[9] < 0.2e-2
-    cosine = [_lr(PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2), e) for e in range(10)]
+    cosine = [lr_at(PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2), e) for e in range(10)]
     assert cosine[5] < 0.7e-2 and all(a > b for a, b in zip(cosine[:-1], cosine[1:], strict=True))

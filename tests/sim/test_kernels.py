@@ -195,10 +195,10 @@ def test_table_conv_reads_whole_bytes_of_channels(rng, scale, groups, monkeypatc
             ),
         ]
     )
-    tables = {name: arg[1][2] for kind, name, arg in kernels.plan(g).steps if kind == "conv"}
-    assert tables["c0"] is not None and not tables["c0"][1]  # 3 channels: bits gathered one by one
-    assert tables["c1"] is not None and tables["c1"][1]  # whole words
-    bias = tables["c1"][4]  # sums packed in 16-bit lanes (4 a word) or 32-bit ones (2 a word)
+    tables = {step.name: step.ops.lut for step in kernels.plan(g).steps if step.kind == "conv"}
+    assert tables["c0"] is not None and not tables["c0"].words  # 3 channels: bits gathered one by one
+    assert tables["c1"] is not None and tables["c1"].words  # whole words
+    bias = tables["c1"].bias  # sums packed in 16-bit lanes (4 a word) or 32-bit ones (2 a word)
     assert (bias < 2**15) == (scale == 20)
     x = spikes(rng, g, 3, 12, p=0.4)
     compiled, plain = both_paths(g, x, monkeypatch)

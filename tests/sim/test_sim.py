@@ -1,4 +1,4 @@
-"""The simulator vs hand-computed fixed-point cases (LAVA_FACTS §2.1-2.6) and the torch model."""
+"""The simulator vs hand-computed fixed-point cases (docs/loihi2.md §2.1-2.6) and the torch model."""
 
 from __future__ import annotations
 
@@ -291,3 +291,29 @@ def test_large_batches_run_in_chunks_with_the_same_result(rng, monkeypatch):
     assert parts.spikes == whole.spikes and parts.synops == whole.synops
     for name in whole.layers:
         np.testing.assert_array_equal(parts.layers[name], whole.layers[name])
+
+
+def test_a_node_kind_the_simulator_has_not_learnt_fails_loudly(rng, monkeypatch):
+    """The interpreter and the compiled path dispatch on node kind (one visit_<kind> each): a new
+    kind without a handler is an error naming it, never a silent fall-back."""
+    from dataclasses import dataclass
+
+    import snnc.sim.interpreter as sim_mod
+    from snnc.ir import GraphError, Node
+
+    @dataclass(frozen=True)
+    class Identity(Node):
+        kind = "identity"
+
+        def out_shape(self, in_shape, src):
+            return in_shape
+
+    g = Graph.from_list(
+        [Input("in", shape=(3,)), Identity("id"), Output("out")], meta={"precision": "fixed"}
+    ).verify()
+    x = np.ones((1, 3, 4), np.uint8)
+    with pytest.raises(GraphError, match="id: the simulator does not support node kind 'identity'"):
+        simulate(g, x)
+    monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", True)
+    with pytest.raises(GraphError, match="id: the simulator does not support node kind 'identity'"):
+        simulate(g, x)

@@ -25,7 +25,7 @@ def test_onnx_equals_sim_on_random_graphs(rng):
 
 
 def test_onnx_fixed_point_corner_cases(rng):
-    # big weights make u wrap and v saturate; a negative weight_exp floors the sum (LAVA_FACTS
+    # big weights make u wrap and v saturate; a negative weight_exp floors the sum (docs/loihi2.md
     # §2.1-2.2)
     g = fixed_graph(
         [

@@ -14,8 +14,8 @@ from graph_helpers import digits_convnet, random_convnet, random_mlp, spikes
 
 from snnc.cli import cli
 from snnc.sim import simulate
-from snnc.targets import emit
 from snnc.targets.loihi2 import write_netx
+from snnc.targets.registry import TARGETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import assert_one_line_error, run_snnc  # noqa: E402
@@ -152,7 +152,7 @@ def test_evaluate_build_dir_uses_report_data(tmp_path, rng):
     g = digits_convnet(rng, 4)
     build = tmp_path / "build"
     build.mkdir()
-    emit(g, "sim", build)
+    TARGETS.get("sim").emit(g, build)
     (build / "report.json").write_text(
         json.dumps({"data": {"dataset": "digits", "steps": 12, "encoding": "rate"}})
     )
@@ -208,6 +208,6 @@ def test_inspect_learns_netx_files(tmp_path, netx_file):
     assert info["layers"][-1]["neuron"]["threshold"] == g.nodes["fc"].neuron.threshold
     build = tmp_path / "b"
     build.mkdir()
-    emit(g, "loihi2", build)
+    TARGETS.get("loihi2").emit(g, build)
     res = invoke("inspect", build)
     assert res.exit_code == 0 and "netx network" in res.stdout

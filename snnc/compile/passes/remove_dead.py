@@ -9,7 +9,7 @@ it is
   the threshold. With zero input ``u`` stays 0 and ``v[t] = v[t-1] * (4096 - dv) / 4096 + b`` rises
   monotonically to ``b * 4096 / dv`` (float) without ever reaching it, so the channel is dead iff
   ``b <= 0`` or ``dv > 0 and b * 4096 / dv <= threshold``; in fixed point the same recursion with
-  Lava's round-toward-zero decay (LAVA_FACTS §2.1) is iterated to its fixed point and compared with
+  Lava's round-toward-zero decay (docs/loihi2.md §2.1) is iterated to its fixed point and compared with
   ``vth << 6``;
 - **unneeded**: every weight that reads it downstream is zero (its spikes reach nothing);
 - **silent on calibration data** (opt-in, ``calibration=`` spikes ``(N, *input_shape, T)``): it
@@ -40,8 +40,7 @@ import numpy as np
 from snnc import ir
 from snnc.compile.passes import note
 from snnc.errors import SnncError
-
-_VMAX = 2**23 - 1  # v saturates at 24 bits (LAVA_FACTS §2.1)
+from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_BITS, DECAY_UNITY, V_MAX
 
 
 # -- dead-by-bias --------------------------------------------------------------------------------
@@ -54,18 +53,18 @@ def bias_can_fire(neuron: ir.CubaLIF, bias: np.ndarray, fixed: bool) -> np.ndarr
         if dv == 0:
             return b > 0
         # v approaches b*4096/dv from below; keep a channel on the boundary (conservative)
-        return (b > 0) & (b * 4096.0 / dv > neuron.threshold * (1 - 1e-9))
-    vth = int(neuron.threshold) << 6
-    bb = b.astype(np.int64) << 6
+        return (b > 0) & (b * float(DECAY_UNITY) / dv > neuron.threshold * (1 - 1e-9))
+    vth = int(neuron.threshold) << ACTIVATION_SHIFT
+    bb = b.astype(np.int64) << ACTIVATION_SHIFT
     if dv == 0:
         return bb > 0
     v = np.zeros_like(bb)
-    keep = 4096 - dv
+    keep = DECAY_UNITY - dv
     fires = np.zeros(bb.shape, bool)
     for _ in range(1 << 20):  # monotone integer sequence: it stops changing or crosses vth quickly
         d = v * keep
-        nv = np.sign(d) * (np.abs(d) >> 12) + bb
-        nv = np.clip(nv, -_VMAX, _VMAX)
+        nv = np.sign(d) * (np.abs(d) >> DECAY_BITS) + bb
+        nv = np.clip(nv, -V_MAX, V_MAX)
         fires |= nv > vth
         nv[fires] = 0
         if np.array_equal(nv, v):
@@ -97,31 +96,25 @@ def _synapse_only(node) -> bool:
     return node.is_synapse and getattr(node, "neuron", 0) is None
 
 
-def _depthwise(node) -> bool:
+def _depthwise(node: ir.Conv) -> bool:
     """A per-channel conv (``groups == C_in == C_out``), e.g. a Pool stored as conv by netx."""
-    return (
-        isinstance(node, ir.Conv)
-        and node.groups > 1
-        and node.weight.shape[1] == 1
-        and node.weight.shape[0] == node.groups
-    )
+    return node.groups > 1 and node.weight.shape[1] == 1 and node.weight.shape[0] == node.groups
 
 
 def _channel_spaces(graph: ir.Graph):
     sp = _Spaces(graph.nodes)
     pinned: set[str] = set()
     for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        if isinstance(node, ir.Pool | ir.Flatten | ir.Output) or _depthwise(node):
-            sp.union(preds[0], name)
+        if _kind(node).passes_channels(node):
+            sp.union(graph.predecessors(name)[0], name)
         elif _synapse_only(node):
             for s in graph.successors(name):
                 sp.union(s, name)
     for name, node in graph.nodes.items():
-        if isinstance(node, ir.Input | ir.Output):
+        kind = _kind(node)
+        if kind.pins(node):
             pinned.add(sp.find(name))
-        if isinstance(node, ir.Conv) and node.groups != 1 and not _depthwise(node):
-            pinned.add(sp.find(name))
+        if kind.pins_input(node):
             pinned.add(sp.find(graph.predecessors(name)[0]))
     groups: dict[str, list[str]] = {}
     for name in graph.nodes:
@@ -154,29 +147,140 @@ def _in_block(graph: ir.Graph, shapes, consumer: str) -> int:
     return 1
 
 
-def _in_zero(graph: ir.Graph, shapes, consumer: str, channels: int) -> np.ndarray:
-    """Per input channel of ``consumer``: are all weights that read it zero? ``(C,)`` bool."""
-    node = graph.nodes[consumer]
-    if isinstance(node, ir.Conv):
-        return ~np.any(node.weight != 0, axis=(0, 2, 3))
-    blk = _in_block(graph, shapes, consumer)
-    w = node.weight.reshape(node.weight.shape[0], channels, blk)
-    return ~np.any(w != 0, axis=(0, 2))
+# -- one channel handler per node kind -----------------------------------------------------------
+class _Kind:
+    """How one node kind takes part in channel removal (Torch-Pruning's per-layer pruner): its role
+    in the channel spaces and the handlers that drop its output channels or its input slices.
+
+    This base is a node without channels of its own: the ``Input`` (pinned: the data's channels).
+    """
+
+    #: a population with per-channel state: its original channel indices are recorded
+    has_channels = False
+
+    def passes_channels(self, node) -> bool:
+        """Its output channels are its input's (it joins its input's channel space)."""
+        return False
+
+    def pins(self, node) -> bool:
+        """Its channel space must never change."""
+        return True
+
+    def pins_input(self, node) -> bool:
+        """Its input's channel space must never change."""
+        return False
+
+    def is_producer(self, node) -> bool:
+        """It is the population whose channels a space's removal decides."""
+        return False
+
+    def lift(self, node, channels: int, fixed: bool) -> np.ndarray | None:
+        """For a population passing its input's channels on: can its own bias fire a channel of the
+        space? ``(C,)`` bool, or None when it has no such bias."""
+        return None
+
+    def drop_out(self, node, keep: np.ndarray) -> tuple[dict, dict]:
+        """``(changes, meta)`` that drop output channels ``~keep``."""
+        return {}, {}
+
+    def reads_nothing(self, node, channels: int, block: int) -> np.ndarray:
+        """Per input channel: are all the weights that read it zero? ``(C,)`` bool. ``block``: input
+        elements per channel (``H*W`` for a Dense after a Flatten, else 1)."""
+        raise SnncError(f"{node.name}: remove_dead cannot drop input channels of a {node.kind} node")
+
+    def drop_in(self, node, weight: np.ndarray, keep: np.ndarray, block: int) -> np.ndarray:
+        """``weight`` (the node's, maybe already row-sliced) without the input slices of ``~keep``."""
+        raise SnncError(f"{node.name}: remove_dead cannot drop input channels of a {node.kind} node")
 
 
-def _slice_out(node, keep: np.ndarray):
-    """Drop output channels ``~keep`` of one node (its own handler per kind)."""
-    changes: dict = {}
-    meta = {}
-    if "channel_mask" in node.meta:
-        meta["channel_mask"] = np.asarray(node.meta["channel_mask"])[keep]
-    orig = node.meta.get("orig_channels")
-    if orig is not None:
-        meta["orig_channels"] = np.asarray(orig)[keep]
-    if isinstance(node, ir.Conv | ir.Dense):
+class _View(_Kind):
+    """``Flatten``: its input's channels, in another shape; nothing of its own to drop."""
+
+    def passes_channels(self, node) -> bool:
+        return True
+
+    def pins(self, node) -> bool:
+        return False
+
+
+class _Output(_View):
+    """``Output``: the class neurons are the graph's contract, never changed."""
+
+    def pins(self, node) -> bool:
+        return True
+
+
+class _Population(_Kind):
+    """A node with per-channel neurons: drops its channels' masks, original indices and biases."""
+
+    has_channels = True
+
+    def pins(self, node) -> bool:
+        return False
+
+    def drop_out(self, node, keep: np.ndarray) -> tuple[dict, dict]:
+        changes: dict = {}
+        meta = {}
+        if "channel_mask" in node.meta:
+            meta["channel_mask"] = np.asarray(node.meta["channel_mask"])[keep]
+        orig = node.meta.get("orig_channels")
+        if orig is not None:
+            meta["orig_channels"] = np.asarray(orig)[keep]
+        neuron = node.neuron
+        if neuron is not None and neuron.bias is not None and np.shape(neuron.bias) == keep.shape:
+            changes["neuron"] = dataclasses.replace(neuron, bias=neuron.bias[keep])
+        return changes, meta
+
+    def zero_input(self, graph: ir.Graph, node) -> np.ndarray:
+        """Per channel: are all its incoming weights zero? ``(C,)`` bool (producers only)."""
+        raise NotImplementedError
+
+    def bias(self, node, channels: int) -> np.ndarray:
+        """The per-channel voltage bias the channel gets with no input (producers only)."""
+        raise NotImplementedError
+
+
+class _Pool(_Population):
+    """``Pool``: per channel, so it passes its input's channels on (and may lift them by its bias)."""
+
+    def passes_channels(self, node) -> bool:
+        return True
+
+    def lift(self, node, channels: int, fixed: bool) -> np.ndarray | None:
+        if node.neuron is None or node.neuron.bias is None:
+            return None
+        return bias_can_fire(node.neuron, np.broadcast_to(node.neuron.bias, (channels,)), fixed)
+
+
+class _Add(_Population):
+    """``Add``: the population of its synapse-only inputs' space."""
+
+    def is_producer(self, node) -> bool:
+        return True
+
+    def zero_input(self, graph: ir.Graph, node) -> np.ndarray:
+        feeders = [graph.nodes[p] for p in graph.predecessors(node.name)]
+        return np.logical_and.reduce([_rows_zero(f.weight) for f in feeders])
+
+    def bias(self, node, channels: int) -> np.ndarray:
+        return np.zeros(channels) if node.neuron.bias is None else node.neuron.bias
+
+
+class _Synapse(_Population):
+    """``Dense`` / ``Conv``: weight rows and batch-norm parameters per output channel."""
+
+    def is_producer(self, node) -> bool:
+        return bool(node.neuron)
+
+    def zero_input(self, graph: ir.Graph, node) -> np.ndarray:
+        return _rows_zero(node.weight)
+
+    def bias(self, node, channels: int) -> np.ndarray:
+        return _effective_bias(node)
+
+    def drop_out(self, node, keep: np.ndarray) -> tuple[dict, dict]:
+        changes, meta = super().drop_out(node, keep)
         changes["weight"] = node.weight[keep]
-        if _depthwise(node):
-            changes["groups"] = int(keep.sum())
         if node.bn is not None:
             bn = node.bn
             changes["bn"] = dataclasses.replace(
@@ -186,18 +290,72 @@ def _slice_out(node, keep: np.ndarray):
                 running_mean=bn.running_mean[keep],
                 running_var=bn.running_var[keep],
             )
-    neuron = getattr(node, "neuron", None)
-    if neuron is not None and neuron.bias is not None and np.shape(neuron.bias) == keep.shape:
-        changes["neuron"] = dataclasses.replace(neuron, bias=neuron.bias[keep])
-    return changes, meta
+        return changes, meta
 
 
-def _slice_in(graph: ir.Graph, shapes, name: str, keep: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    node = graph.nodes[name]
-    if isinstance(node, ir.Conv):
+class _Dense(_Synapse):
+    """``Dense``: an input channel is a block of ``block`` columns (``H*W`` after a Flatten)."""
+
+    def reads_nothing(self, node, channels: int, block: int) -> np.ndarray:
+        w = node.weight.reshape(node.weight.shape[0], channels, block)
+        return ~np.any(w != 0, axis=(0, 2))
+
+    def drop_in(self, node, weight: np.ndarray, keep: np.ndarray, block: int) -> np.ndarray:
+        return weight[:, np.repeat(keep, block)]
+
+
+class _Conv(_Synapse):
+    """``Conv``: input channel ``c`` is ``weight[:, c]``. A depthwise conv (``groups == C_in ==
+    C_out``, e.g. a Pool that netx stored as a conv) passes its input's channels on as a Pool does;
+    any other grouped conv pins its input's and its own channels."""
+
+    def passes_channels(self, node) -> bool:
+        return _depthwise(node)
+
+    def pins(self, node) -> bool:
+        return node.groups != 1 and not _depthwise(node)
+
+    def pins_input(self, node) -> bool:
+        return self.pins(node)
+
+    def is_producer(self, node) -> bool:
+        return bool(node.neuron) and not _depthwise(node)
+
+    def lift(self, node, channels: int, fixed: bool) -> np.ndarray | None:
+        if not _depthwise(node) or node.neuron is None:
+            return None
+        return bias_can_fire(node.neuron, _effective_bias(node), fixed)
+
+    def reads_nothing(self, node, channels: int, block: int) -> np.ndarray:
+        return ~np.any(node.weight != 0, axis=(0, 2, 3))
+
+    def drop_in(self, node, weight: np.ndarray, keep: np.ndarray, block: int) -> np.ndarray:
         return weight[:, keep]
-    blk = _in_block(graph, shapes, name)
-    return weight[:, np.repeat(keep, blk)]
+
+    def drop_out(self, node, keep: np.ndarray) -> tuple[dict, dict]:
+        changes, meta = super().drop_out(node, keep)
+        if _depthwise(node):
+            changes["groups"] = int(keep.sum())
+        return changes, meta
+
+
+_KINDS: dict[str, _Kind] = {
+    "input": _Kind(),
+    "output": _Output(),
+    "flatten": _View(),
+    "pool": _Pool(),
+    "add": _Add(),
+    "dense": _Dense(),
+    "conv": _Conv(),
+}
+
+
+def _kind(node) -> _Kind:
+    """The node kind's channel handler; a kind without one stops the pass (no silent fall-back)."""
+    handler = _KINDS.get(node.kind)
+    if handler is None:
+        raise SnncError(f"{node.name}: remove_dead has no channel handler for node kind {node.kind!r}")
+    return handler
 
 
 def _calibration_silent(graph: ir.Graph, calibration: np.ndarray) -> dict[str, np.ndarray]:
@@ -208,8 +366,7 @@ def _calibration_silent(graph: ir.Graph, calibration: np.ndarray) -> dict[str, n
     res = simulate(graph, calibration, record=True)
     out = {}
     for name, spikes in (res.layers or {}).items():
-        node = graph.nodes[name]
-        if isinstance(node, ir.Conv | ir.Dense | ir.Add):
+        if _kind(graph.nodes[name]).is_producer(graph.nodes[name]):
             axes = (0,) + tuple(range(2, spikes.ndim))
             out[name] = spikes.sum(axis=axes, dtype=np.int64) == 0
     return out
@@ -226,38 +383,22 @@ def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
     for root, members in groups.items():
         if root in pinned:
             continue
-        producers = [
-            m
-            for m in members
-            if isinstance(graph.nodes[m], ir.Add)
-            or (
-                isinstance(graph.nodes[m], ir.Conv | ir.Dense)
-                and graph.nodes[m].neuron
-                and not _depthwise(graph.nodes[m])
-            )
-        ]
+        producers = [m for m in members if _kind(graph.nodes[m]).is_producer(graph.nodes[m])]
         if len(producers) != 1:
             continue
         prod = producers[0]
         pnode = graph.nodes[prod]
+        pkind = _kind(pnode)
         c = shapes[prod][0]
         mask = pnode.meta.get("channel_mask")
         masked = np.zeros(c, bool) if mask is None else np.asarray(mask) == 0
-        if isinstance(pnode, ir.Add):
-            feeders = [graph.nodes[p] for p in graph.predecessors(prod)]
-            zero_in = np.logical_and.reduce([_rows_zero(f.weight) for f in feeders])
-            bias = np.zeros(c) if pnode.neuron.bias is None else pnode.neuron.bias
-        else:
-            zero_in = _rows_zero(pnode.weight)
-            bias = _effective_bias(pnode)
-        dead = zero_in & ~bias_can_fire(pnode.neuron, bias, fixed)
-        # a Pool passing this space on may itself be lifted by its own bias
+        zero_in = pkind.zero_input(graph, pnode)
+        dead = zero_in & ~bias_can_fire(pnode.neuron, pkind.bias(pnode, c), fixed)
+        # a Pool (or depthwise conv) passing this space on may itself be lifted by its own bias
         for m in members:
-            mn = graph.nodes[m]
-            if isinstance(mn, ir.Pool) and mn.neuron is not None and mn.neuron.bias is not None:
-                dead &= ~bias_can_fire(mn.neuron, np.broadcast_to(mn.neuron.bias, (c,)), fixed)
-            if _depthwise(mn) and mn.neuron is not None:
-                dead &= ~bias_can_fire(mn.neuron, _effective_bias(mn), fixed)
+            lift = _kind(graph.nodes[m]).lift(graph.nodes[m], c, fixed)
+            if lift is not None:
+                dead &= ~lift
         calib = np.zeros(c, bool)
         if silent is not None and prod in silent:
             orig = pnode.meta.get("orig_channels", np.arange(c))
@@ -272,7 +413,8 @@ def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
         )
         unneeded = np.ones(c, bool)
         for cons in consumers:
-            unneeded &= _in_zero(graph, shapes, cons, c)
+            cnode = graph.nodes[cons]
+            unneeded &= _kind(cnode).reads_nothing(cnode, c, _in_block(graph, shapes, cons))
         remove = masked | dead | unneeded | calib
         if not remove.any():
             continue
@@ -304,12 +446,13 @@ def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
     new: dict[str, ir.Node] = {}
     for name in set(out_keep) | set(in_keep):
         node = graph.nodes[name]
+        kind = _kind(node)
         changes, meta = {}, {}
-        if name in out_keep and not isinstance(node, ir.Flatten | ir.Output):
-            changes, meta = _slice_out(node, out_keep[name])
+        if name in out_keep:
+            changes, meta = kind.drop_out(node, out_keep[name])
         if name in in_keep:
             w = changes.get("weight", node.weight)
-            changes["weight"] = _slice_in(graph, shapes, name, in_keep[name], w)
+            changes["weight"] = kind.drop_in(node, w, in_keep[name], _in_block(graph, shapes, name))
         if changes or meta:
             new[name] = ir.replace(node, meta=meta, **changes)
     return graph.replace(**new), reasons
@@ -321,7 +464,7 @@ def _with_orig(graph: ir.Graph) -> ir.Graph:
     shapes = graph.shapes()
     new = {}
     for name, node in graph.nodes.items():
-        if isinstance(node, ir.Conv | ir.Dense | ir.Add | ir.Pool) and "orig_channels" not in node.meta:
+        if _kind(node).has_channels and "orig_channels" not in node.meta:
             new[name] = ir.replace(node, meta={"orig_channels": np.arange(shapes[name][0])})
     return graph.replace(**new) if new else graph
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from snnc.errors import SnncError
-from snnc.ir import Add, Dense, Flatten, Graph, Input, Output, Pool
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
 from snnc.targets.loihi2.netx import effective_int, netx_optimize_weight_bits, read_netx, write_netx
+from snnc.targets.loihi2.spec import BIAS_EXP
 
 
 # -- running in Lava
@@ -142,87 +143,115 @@ def build_processes(graph: Graph) -> tuple[dict, object, object]:
     spikes, ``out_port`` the last neuron's OutPort. Shapes on the Lava side are ``(W, H, C)`` /
     ``(F,)``.
     """
-    from lava.proc.conv.process import Conv as LavaConv
-    from lava.proc.dense.process import Dense as LavaDense
-    from lava.proc.lif.process import LIF
-
     if graph.precision != "fixed":
         raise SnncError("Lava runs fixed-point graphs only; run quantize (snnc compile) first")
-    shapes = graph.shapes()
+    builder = _ProcessBuilder(graph)
+    for node in graph.nodes.values():
+        builder.visit(node)
+    return builder.procs, builder.in_ports, _resolve(builder.outs, graph.output.name)
 
-    def lava_shape(s):
-        return tuple(s[::-1])
 
-    procs: dict = {}
-    outs: dict = {}  # node name -> OutPort that carries its spikes (or current for synapse-only)
-    in_ports: list = []
-    for name, node in graph.nodes.items():
-        preds = graph.predecessors(name)
-        if isinstance(node, Input):
-            outs[name] = None
-            continue
-        if isinstance(node, Flatten | Output):
-            outs[name] = ("flat" if isinstance(node, Flatten) else "same", preds[0])
-            continue
+def _lava_shape(s) -> tuple[int, ...]:
+    return tuple(s[::-1])
+
+
+class _ProcessBuilder(NodeVisitor):
+    """One visit per node, in graph order: its Lava processes go to ``procs``, the port that carries
+    its spikes (or, synapse-only, its current) to ``outs``; ``Flatten``/``Output`` are
+    ``("flat" | "same", source)`` references resolved when connecting."""
+
+    backend = "Lava process builder"
+
+    def __init__(self, graph: Graph) -> None:
+        from lava.proc.conv.process import Conv as LavaConv
+        from lava.proc.dense.process import Dense as LavaDense
+        from lava.proc.lif.process import LIF
+
+        self.lava = {"conv": LavaConv, "dense": LavaDense, "lif": LIF}
+        self.graph = graph
+        self.shapes = graph.shapes()
+        self.procs: dict = {}
+        self.outs: dict = {}  # node name -> OutPort that carries its spikes (or current)
+        self.in_ports: list = []
+
+    def visit_input(self, node: Input) -> None:
+        self.outs[node.name] = None
+
+    def visit_flatten(self, node: Flatten) -> None:
+        self.outs[node.name] = ("flat", self.graph.predecessors(node.name)[0])
+
+    def visit_output(self, node: Output) -> None:
+        self.outs[node.name] = ("same", self.graph.predecessors(node.name)[0])
+
+    def visit_add(self, node: Add) -> None:
+        lif = self._lif(node)
+        for p in self.graph.predecessors(node.name):
+            self.procs[p].a_out.connect(lif.a_in)
+        self.outs[node.name] = lif.s_out
+
+    def visit_dense(self, node: Dense) -> None:
+        lif = self._lif(node)
+        # give Lava exactly what netx would (§1.5), so its own clip/truncate keeps every bit
+        stored, nwb, exp = netx_optimize_weight_bits(effective_int(node, "dense"))
+        syn = self.lava["dense"](weights=stored.astype(np.int32), weight_exp=exp, num_weight_bits=nwb)
+        self._synapse(node, syn, lif)
+
+    def visit_conv(self, node: Conv) -> None:
+        lif = self._lif(node)
+        w = effective_int(node, "conv")
+        self._synapse(node, self._conv(node, w, node.stride, node.padding, node.dilation, node.groups), lif)
+
+    def visit_pool(self, node: Pool) -> None:
+        lif = self._lif(node)
+        c = self.shapes[self.graph.predecessors(node.name)[0]][0]
+        w = node.conv_weight(c)
+        self._synapse(node, self._conv(node, w, node.stride, (0, 0), (1, 1), c), lif)
+
+    def _lif(self, node):
+        """The LIF process of ``node``'s neuron (``None`` for a synapse-only node)."""
         neuron = node.neuron
-        if neuron is not None:
-            bias = (
-                np.zeros(shapes[name])
-                if neuron.bias is None
-                else np.broadcast_to(
-                    np.asarray(neuron.bias).reshape((-1,) + (1,) * (len(shapes[name]) - 1)),
-                    shapes[name],
-                )
-            )
-            lif = LIF(
-                shape=lava_shape(shapes[name]),
-                du=int(neuron.current_decay) - 1,
-                dv=int(neuron.voltage_decay),
-                vth=int(neuron.threshold),
-                bias_mant=np.ascontiguousarray(bias.T).astype(np.int32),
-                bias_exp=6,
-            )
-            procs[name + ".neuron"] = lif
-        if isinstance(node, Add):
-            for p in preds:
-                procs[p].a_out.connect(lif.a_in)
-            outs[name] = lif.s_out
-            continue
-        src_shape = shapes[preds[0]]
-        if isinstance(node, Dense):
-            syn = _lava_dense(LavaDense, effective_int(node, "dense"))
+        if neuron is None:
+            return None
+        shape = self.shapes[node.name]
+        if neuron.bias is None:
+            bias = np.zeros(shape)
         else:
-            if isinstance(node, Pool):
-                c = src_shape[0]
-                w = np.full((c, 1, *node.kernel), int(node.weight))
-                stride, pad, dil, groups = node.stride, (0, 0), (1, 1), c
-            else:
-                w = effective_int(node, "conv")
-                stride, pad, dil, groups = node.stride, node.padding, node.dilation, node.groups
-            lw = w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)  # netx's layout (§1.4)
-            syn = LavaConv(
-                weight=lw,
-                input_shape=lava_shape(src_shape),
-                padding=pad[::-1],
-                stride=stride[::-1],
-                dilation=dil[::-1],
-                groups=groups,
-            )
-        procs[name] = syn
-        _connect_input(graph, preds[0], outs, syn.s_in, in_ports)
-        if neuron is not None:
+            per_channel = np.asarray(neuron.bias).reshape((-1,) + (1,) * (len(shape) - 1))
+            bias = np.broadcast_to(per_channel, shape)
+        lif = self.lava["lif"](
+            shape=_lava_shape(shape),
+            du=int(neuron.current_decay) - 1,
+            dv=int(neuron.voltage_decay),
+            vth=int(neuron.threshold),
+            bias_mant=np.ascontiguousarray(bias.T).astype(np.int32),
+            bias_exp=BIAS_EXP,
+        )
+        self.procs[node.name + ".neuron"] = lif
+        return lif
+
+    def _conv(self, node, w: np.ndarray, stride, pad, dil, groups):
+        src_shape = self.shapes[self.graph.predecessors(node.name)[0]]
+        lw = w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)  # netx's layout (§1.4)
+        return self.lava["conv"](
+            weight=lw,
+            input_shape=_lava_shape(src_shape),
+            padding=pad[::-1],
+            stride=stride[::-1],
+            dilation=dil[::-1],
+            groups=groups,
+        )
+
+    def _synapse(self, node, syn, lif) -> None:
+        """Register ``syn``, connect its input, and its output to ``lif`` when there is one."""
+        name = node.name
+        self.procs[name] = syn
+        src = self.graph.predecessors(name)[0]
+        _connect_input(self.graph, src, self.outs, syn.s_in, self.in_ports)
+        if lif is not None:
             syn.a_out.connect(lif.a_in)
-            outs[name] = lif.s_out
+            self.outs[name] = lif.s_out
         else:
-            outs[name] = syn.a_out
-    last = _resolve(outs, graph.output.name)
-    return procs, in_ports, last
-
-
-def _lava_dense(LavaDense, w: np.ndarray):
-    # Give Lava exactly what netx would (§1.5), so its own clip/truncate keeps every bit.
-    stored, nwb, exp = netx_optimize_weight_bits(w)
-    return LavaDense(weights=stored.astype(np.int32), weight_exp=exp, num_weight_bits=nwb)
+            self.outs[name] = syn.a_out
 
 
 def _resolve(outs: dict, name: str):

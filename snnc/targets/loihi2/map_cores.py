@@ -5,14 +5,9 @@ Pool, Add) gets ``node.meta["cores"]`` (int, number of neurocores) and ``node.me
 (per-layer neurons, synapses, SRAM bytes, utilization); the total fits :class:`CoreLimits`, else
 :class:`SnncError` names the first layer that does not fit and the limit it breaks.
 
-Limits (:class:`CoreLimits`, defaults for one Loihi 2 chip, LAVA_FACTS §4):
-
-- 128 neurocores per chip (Lava ``NUM_VIRTUAL_CORES_L2 = 128``);
-- up to 8192 neurons per core (WikiChip ``intel/loihi_2``; secondary source);
-- 128 KiB SRAM per core shared by synapses and neuron state (Intel's Loihi 2 launch material;
-  secondary);
-- 4096 input axons per core: Loihi 2's figure is not public, so Loihi 1's ``MAX_IN_AXONS``
-  (nengo-loihi) is used as a conservative stand-in.
+Limits: :class:`~snnc.targets.loihi2.spec.CoreLimits` (defaults: one Loihi 2 chip, docs/loihi2.md §4:
+128 neurocores, 8192 neurons and 128 KiB SRAM per core, 4096 input axons per core; the sources are
+in its docstring).
 
 Memory model (ours; Intel does not publish Loihi 2's synapse encodings): a core holding ``n``
 neurons of a layer stores
@@ -35,34 +30,19 @@ they use (so a large feature map is split by rows). Layers do not share cores.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from snnc import ir
 from snnc.errors import SnncError
-
-NEURON_STATE_BYTES = 8
-
-
-@dataclass(frozen=True)
-class CoreLimits:
-    """Resource limits of the target (defaults: one Loihi 2 chip; see the module docstring)."""
-
-    cores: int = 128
-    neurons_per_core: int = 8192
-    sram_bytes_per_core: int = 128 * 1024
-    in_axons_per_core: int = 4096
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from snnc.targets.loihi2.spec import LIMITS, NEURON_STATE_BYTES, WEIGHT_BITS, CoreLimits
 
 
 def _weight_bytes(node, members) -> float:
     q = node.meta.get("quant", {})
     bits = q.get("weight_bits")
     if bits is None:  # float graph: assume the 8-bit mantissa (+ sign) it will get
-        bits = 9
+        bits = WEIGHT_BITS
     return int(bits) / 8.0  # packed bits per synapse
 
 
@@ -110,7 +90,7 @@ def _chunk_bytes(node, chunk: int, kernel: int, per_ch: int, channels: int, wbyt
     return int(math.ceil(syn + chunk * NEURON_STATE_BYTES))
 
 
-def _chunk_axons(graph: ir.Graph, shapes, name: str, chunk: int) -> int:
+def chunk_axons(graph: ir.Graph, shapes, name: str, chunk: int) -> int:
     """Input axons a core needs for ``chunk`` neurons of layer ``name`` (channel-major chunks).
 
     Dense: the whole fan-in. Conv/Pool (and each synapse feeding an Add): the input rows that the
@@ -142,7 +122,7 @@ def _chunk_axons(graph: ir.Graph, shapes, name: str, chunk: int) -> int:
 
 def map_cores(graph: ir.Graph, limits: CoreLimits | None = None) -> ir.Graph:
     """Assign neurocores to every population; raise :class:`SnncError` when the net cannot fit."""
-    limits = limits or CoreLimits()
+    limits = limits or LIMITS
     shapes = graph.shapes()
     new: dict[str, ir.Node] = {}
     used = 0
@@ -159,7 +139,7 @@ def map_cores(graph: ir.Graph, limits: CoreLimits | None = None) -> ir.Graph:
             wbytes = 1.0
         else:
             wbytes = _weight_bytes(node, None)
-        min_axons = _chunk_axons(graph, shapes, name, 1)
+        min_axons = chunk_axons(graph, shapes, name, 1)
         if min_axons > limits.in_axons_per_core:
             raise SnncError(
                 f"layer {name} needs {min_axons} input axons per core, over the limit of "
@@ -175,7 +155,7 @@ def map_cores(graph: ir.Graph, limits: CoreLimits | None = None) -> ir.Graph:
         while True:
             chunk = math.ceil(neurons / cores)
             need = _chunk_bytes(node, chunk, kernel, per_ch, channels, wbytes)
-            axons = _chunk_axons(graph, shapes, name, chunk)
+            axons = chunk_axons(graph, shapes, name, chunk)
             if (
                 need <= limits.sram_bytes_per_core
                 and chunk <= limits.neurons_per_core

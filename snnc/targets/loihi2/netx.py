@@ -1,13 +1,14 @@
-"""The loihi2 target: the netx HDF5 reader and writer and the Lava runner (all h5py use of snnc).
+"""netx HDF5 (lava-dl's network file): weights, reader, writer and ``describe`` (all h5py use of
+snnc).
 
-File format: lava-dl netx 0.6.0 (LAVA_FACTS §1). ``read_netx`` turns a file that
+File format: lava-dl netx 0.6.0 (docs/loihi2.md §1). ``read_netx`` turns a file that
 ``netx.hdf5.Network`` can run (ours or lava-dl ``export_hdf5``'s) into a fixed-point
 :class:`~snnc.ir.Graph` whose simulation equals what Lava computes: dense weights pass
 through netx's ``optimize_weight_bits`` and Lava's clip/truncate (§1.5, reimplemented here with
 numpy, so reading a file does not import Lava), conv weights are raw (§2.3). ``write_netx`` writes
-exactly lava-dl's schema (§1, §6) and refuses what netx would silently corrupt. ``run_lava`` runs a
-graph or file in Lava ``Loihi2SimCfg(select_tag='fixed_pt')`` on CPU (``Loihi2HwCfg`` when Intel's
-Loihi stack is importable), one sample per network build, so no state carries over between samples.
+exactly lava-dl's schema (§1, §6) and refuses what netx would silently corrupt; ``read_netx``
+dispatches on the layer ``type`` (one reader per kind), ``write_netx`` on the node kind (one
+:class:`~snnc.ir.NodeVisitor`). Running a file in Lava is :mod:`snnc.targets.loihi2.lava`'s.
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ from snnc.ir import (
     Graph,
     GraphError,
     Input,
+    NodeVisitor,
     Output,
     Pool,
 )
+from snnc.ir.fixed import DECAY_UNITY
+from snnc.targets.loihi2.spec import W_MAX, W_MIN, WEIGHT_MANTISSA_BITS
 
 NETX_FILE = "network.net"  # the netx network in a build directory
 
 # netx's default neuron for a dense layer without a ``neuron`` group: a non-leaky integrator that
 # never
-# spikes. ``1 << 18 - 1`` is ``1 << 17`` by operator precedence (LAVA_FACTS §1.4).
-_NETX_DEFAULT_NEURON = {"iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17}
+# spikes. ``1 << 18 - 1`` is ``1 << 17`` by operator precedence (docs/loihi2.md §1.4).
+_NETX_DEFAULT_NEURON = {"iDecay": 0, "vDecay": DECAY_UNITY, "vThMant": 1 << 17}
 _UNSUPPORTED = {
     "dense_rec": "recurrent dense layers (dense_rec) are not supported by snnc's feed-forward IR",
     "dense_comp": "complex dense layers (dense_comp) do not load in netx either",
@@ -49,23 +53,23 @@ _UNSUPPORTED = {
 }
 
 
-# -- netx weight preparation, reimplemented (LAVA_FACTS §1.5)
+# -- netx weight preparation, reimplemented (docs/loihi2.md §1.5)
 # ---------------------------------------
 def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
     """``lava.lib.dl.netx.utils.optimize_weight_bits`` in numpy: ``(weights, num_weight_bits,
     weight_exp)``.
 
-    Raises :class:`SnncError` for an all-zero matrix (netx crashes on it, LAVA_FACTS §1.5).
+    Raises :class:`SnncError` for an all-zero matrix (netx crashes on it, docs/loihi2.md §1.5).
     """
     w = np.asarray(weight).astype(np.int64)
     wmax, wmin = int(w.max()), int(w.min())
     if wmax == 0 and wmin == 0:
         raise SnncError("all-zero dense weights: netx crashes on them (OverflowError); remove the layer")
-    if wmax > 254 and wmin < 0:
-        w = np.clip(w, -256, 254)
+    if wmax > W_MAX and wmin < 0:
+        w = np.clip(w, W_MIN, W_MAX)
         wmax = int(w.max())
-    if wmin < -256 and wmax > 0:
-        w = np.clip(w, -256, 254)
+    if wmin < W_MIN and wmax > 0:
+        w = np.clip(w, W_MIN, W_MAX)
         wmin = int(w.min())
     with np.errstate(divide="ignore"):  # max == 0 with min < 0 is "mixed" in netx: 127 / 0 = inf
         if wmax < 0:
@@ -78,9 +82,9 @@ def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]
     # netx: the largest n <= 8 with every weight a multiple of 2**n, i.e. the trailing zero bits of
     # all weights OR-ed together (two's complement keeps them for negative weights)
     low = int(np.bitwise_or.reduce(w.reshape(-1) & 255))
-    n = 8 if low == 0 else (low & -low).bit_length() - 1
+    n = WEIGHT_MANTISSA_BITS if low == 0 else (low & -low).bit_length() - 1
     n -= signed
-    num_weight_bits = 8 - scale_bits - n
+    num_weight_bits = WEIGHT_MANTISSA_BITS - scale_bits - n
     # np.left_shift with a negative count yields 0: the "all zero" cases of §1.5.
     stored = (
         np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64)
@@ -101,8 +105,8 @@ def lava_dense_weights(weights: np.ndarray, num_weight_bits: int) -> np.ndarray:
         mode = "mixed"
     mixed = int(mode == "mixed")
     ws = -stored if mode == "inh" else stored.copy()
-    ws = np.clip(ws, -(2**8) * mixed, 2**8 - 1)
-    k = 8 - num_weight_bits + mixed
+    ws = np.clip(ws, -(2**WEIGHT_MANTISSA_BITS) * mixed, 2**WEIGHT_MANTISSA_BITS - 1)
+    k = WEIGHT_MANTISSA_BITS - num_weight_bits + mixed
     ws = (ws >> k) << k if k >= 0 else np.zeros_like(ws)
     return -ws if mode == "inh" else ws
 
@@ -111,7 +115,7 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     """What Lava's Dense uses for hdf5 ``weight`` ``(out, in)`` integers: ``(stored int64,
     weight_exp)``.
 
-    netx's ``optimize_weight_bits`` then the Dense model's clip/truncate (LAVA_FACTS §1.5, §2.2).
+    netx's ``optimize_weight_bits`` then the Dense model's clip/truncate (docs/loihi2.md §1.5, §2.2).
     The synapse current is ``sum(stored[:, s]) << weight_exp`` (an arithmetic ``>>`` when negative).
     """
     stored, nwb, exp = netx_optimize_weight_bits(weight)
@@ -266,112 +270,142 @@ def _check_shape(grp, where: str, got: tuple[int, ...]) -> None:
 
 
 def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
-    from snnc.ir.graph import _out_shape
-
+    """One netx layer -> ``(IR node or None, its output shape)``; a dense layer first in the file
+    also appends the ``Input`` it implies to ``nodes``."""
     if kind in _UNSUPPORTED:
         raise UsageError(f"{where}: {_UNSUPPORTED[kind]}")
-    if kind == "input":
-        if i != 0:
-            raise UsageError(f"{where}: an input layer must be layer 0")
-        if "neuron" in grp:
-            raise UsageError(
-                f"{where}: an input layer with a neuron cannot be driven through net.inp in "
-                "netx (lava-dl #298); export the input block without a neuron"
-            )
-        if "shape" not in grp:
-            raise UsageError(f"{where}: missing key 'shape'")
-        shp = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
-        if not shp or min(shp) < 1:
-            raise UsageError(f"{where}: key 'shape' {list(shp)} is not a valid (C, H, W) or (F,)")
-        return Input("input", shape=shp), shp
-    if kind == "flatten":
-        if shape is None:
-            raise UsageError(f"{where}: flatten before any layer with a known shape")
-        return Flatten(f"flatten{i}"), (int(np.prod(shape)),)
-    if kind == "dense":
-        if "weight" not in grp:
-            key = "weight/real" if "weight" in grp and "real" in grp["weight"] else "weight"
-            raise UsageError(f"{where}: missing key '{key}'")
-        if hasattr(grp["weight"], "keys"):
-            raise UsageError(f"{where}: complex weights ('weight/real', 'weight/imag') are not supported")
-        w = np.asarray(grp["weight"][()])
-        if w.ndim == 1:
-            w = w.reshape(int(np.asarray(grp["shape"][()]).reshape(-1)[0]), -1)
-        if w.ndim != 2:
-            raise UsageError(f"{where}: key 'weight' must be 2-D (out, in), got shape {w.shape}")
-        w = w.astype(int)  # netx truncates toward zero (§1.2)
-        if "delay" in grp and np.any(np.asarray(grp["delay"][()]) != 0):
-            raise UsageError(f"{where}: synaptic delays (key 'delay') are not supported by snnc")
-        try:
-            stored, exp = _ir_dense_weights(w)
-        except SnncError as e:
-            raise UsageError(f"{where}: key 'weight': {e}") from None
-        neuron = _broadcast_bias(_read_neuron(grp, where, default=_NETX_DEFAULT_NEURON), w.shape[0])
-        if neuron.bias is not None and neuron.bias.shape != (w.shape[0],):
-            raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {w.shape[0]} neurons")
-        if shape is None:
-            shape = (w.shape[1],)
-            nodes.append(Input("input", shape=shape))
-        elif len(shape) != 1:
-            raise UsageError(f"{where}: dense after a {len(shape)}-D layer needs a flatten layer before it")
-        if shape != (w.shape[1],):
-            raise UsageError(f"{where}: key 'weight' has {w.shape[1]} inputs, previous layer has {shape[0]}")
-        node = Dense(f"dense{i}", weight=stored, weight_exp=exp, neuron=neuron)
-        out = (w.shape[0],)
-        _check_shape(grp, where, out)
-        return node, out
-    if kind in ("conv", "pool"):
-        if shape is None:
-            raise UsageError(
-                f"{where}: input shape could not be inferred; add an input layer with 'shape' "
-                "before the first conv"
-            )
-        if len(shape) != 3:
-            raise UsageError(f"{where}: {kind} needs a (C, H, W) input, previous layer gives {shape}")
-        stride = _pair_of(grp, "stride", where, 1)
-        padding = _pair_of(grp, "padding", where, 0)
-        dilation = _pair_of(grp, "dilation", where, 1)
-        neuron = _read_neuron(grp, where)
-        if kind == "pool":
-            # netx cannot load 'pool' (§1.3); the tap weight is a scalar sum-pool weight (§1.6).
-            if "weight" not in grp:
-                raise UsageError(f"{where}: missing key 'weight'")
-            tap = np.asarray(grp["weight"][()]).reshape(-1)
-            ksz = _pair_of(grp, "kernelSize", where, 0) if "kernelSize" in grp else None
-            if ksz is None:
-                raise UsageError(f"{where}: missing key 'kernelSize'")
-            if padding != (0, 0) or dilation != (1, 1):
-                raise UsageError(f"{where}: pool with padding or dilation is not supported")
-            node = Pool(f"pool{i}", kernel=ksz, stride=stride, weight=float(int(tap[0])), neuron=neuron)
-        else:
-            if "weight" not in grp:
-                raise UsageError(f"{where}: missing key 'weight'")
-            w = np.asarray(grp["weight"][()])
-            if w.ndim == 5 and w.shape[-1] == 1:  # old slayer: trailing ,1 (§1.4)
-                w = w[..., 0]
-            if w.ndim != 4:
-                raise UsageError(
-                    f"{where}: key 'weight' must be (C_out, C_in/groups, kH, kW), " f"got shape {w.shape}"
-                )
-            groups = int(np.asarray(grp["groups"][()]).reshape(-1)[0]) if "groups" in grp else 1
-            node = Conv(
-                f"conv{i}",
-                weight=w.astype(int),
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=groups,
-                neuron=neuron,
-            )
-        try:
-            out = _out_shape(node, shape, "previous layer")
-        except GraphError as e:
-            raise UsageError(f"{where}: {e}") from None
-        if neuron.bias is not None and neuron.bias.size != out[0]:
-            raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {out[0]} channels")
-        _check_shape(grp, where, out)
-        return node, out
-    raise UsageError(f"{where}: unknown layer type {kind!r} (key 'type')")
+    reader = _LAYER_READERS.get(kind)
+    if reader is None:
+        raise UsageError(f"{where}: unknown layer type {kind!r} (key 'type')")
+    return reader(grp, kind, i, where, shape, nodes)
+
+
+def _read_input(grp, kind: str, i: int, where: str, shape, nodes):
+    if i != 0:
+        raise UsageError(f"{where}: an input layer must be layer 0")
+    if "neuron" in grp:
+        raise UsageError(
+            f"{where}: an input layer with a neuron cannot be driven through net.inp in "
+            "netx (lava-dl #298); export the input block without a neuron"
+        )
+    if "shape" not in grp:
+        raise UsageError(f"{where}: missing key 'shape'")
+    shp = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
+    if not shp or min(shp) < 1:
+        raise UsageError(f"{where}: key 'shape' {list(shp)} is not a valid (C, H, W) or (F,)")
+    return Input("input", shape=shp), shp
+
+
+def _read_flatten(grp, kind: str, i: int, where: str, shape, nodes):
+    if shape is None:
+        raise UsageError(f"{where}: flatten before any layer with a known shape")
+    return Flatten(f"flatten{i}"), (int(np.prod(shape)),)
+
+
+def _dense_weight(grp, where: str) -> np.ndarray:
+    """The ``(out, in)`` integer weights of a dense layer (netx truncates toward zero, §1.2)."""
+    if "weight" not in grp:
+        key = "weight/real" if "weight" in grp and "real" in grp["weight"] else "weight"
+        raise UsageError(f"{where}: missing key '{key}'")
+    if hasattr(grp["weight"], "keys"):
+        raise UsageError(f"{where}: complex weights ('weight/real', 'weight/imag') are not supported")
+    w = np.asarray(grp["weight"][()])
+    if w.ndim == 1:
+        w = w.reshape(int(np.asarray(grp["shape"][()]).reshape(-1)[0]), -1)
+    if w.ndim != 2:
+        raise UsageError(f"{where}: key 'weight' must be 2-D (out, in), got shape {w.shape}")
+    return w.astype(int)
+
+
+def _read_dense(grp, kind: str, i: int, where: str, shape, nodes):
+    w = _dense_weight(grp, where)
+    if "delay" in grp and np.any(np.asarray(grp["delay"][()]) != 0):
+        raise UsageError(f"{where}: synaptic delays (key 'delay') are not supported by snnc")
+    try:
+        stored, exp = _ir_dense_weights(w)
+    except SnncError as e:
+        raise UsageError(f"{where}: key 'weight': {e}") from None
+    neuron = _broadcast_bias(_read_neuron(grp, where, default=_NETX_DEFAULT_NEURON), w.shape[0])
+    if neuron.bias is not None and neuron.bias.shape != (w.shape[0],):
+        raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {w.shape[0]} neurons")
+    if shape is None:
+        shape = (w.shape[1],)
+        nodes.append(Input("input", shape=shape))
+    elif len(shape) != 1:
+        raise UsageError(f"{where}: dense after a {len(shape)}-D layer needs a flatten layer before it")
+    if shape != (w.shape[1],):
+        raise UsageError(f"{where}: key 'weight' has {w.shape[1]} inputs, previous layer has {shape[0]}")
+    node = Dense(f"dense{i}", weight=stored, weight_exp=exp, neuron=neuron)
+    out = (w.shape[0],)
+    _check_shape(grp, where, out)
+    return node, out
+
+
+def _read_pool(grp, i: int, where: str, stride, padding, dilation, neuron) -> Pool:
+    # netx cannot load 'pool' (§1.3); the tap weight is a scalar sum-pool weight (§1.6).
+    if "weight" not in grp:
+        raise UsageError(f"{where}: missing key 'weight'")
+    tap = np.asarray(grp["weight"][()]).reshape(-1)
+    ksz = _pair_of(grp, "kernelSize", where, 0) if "kernelSize" in grp else None
+    if ksz is None:
+        raise UsageError(f"{where}: missing key 'kernelSize'")
+    if padding != (0, 0) or dilation != (1, 1):
+        raise UsageError(f"{where}: pool with padding or dilation is not supported")
+    return Pool(f"pool{i}", kernel=ksz, stride=stride, weight=float(int(tap[0])), neuron=neuron)
+
+
+def _read_conv(grp, i: int, where: str, stride, padding, dilation, neuron) -> Conv:
+    if "weight" not in grp:
+        raise UsageError(f"{where}: missing key 'weight'")
+    w = np.asarray(grp["weight"][()])
+    if w.ndim == 5 and w.shape[-1] == 1:  # old slayer: trailing ,1 (§1.4)
+        w = w[..., 0]
+    if w.ndim != 4:
+        raise UsageError(f"{where}: key 'weight' must be (C_out, C_in/groups, kH, kW), got shape {w.shape}")
+    groups = int(np.asarray(grp["groups"][()]).reshape(-1)[0]) if "groups" in grp else 1
+    return Conv(
+        f"conv{i}",
+        weight=w.astype(int),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        neuron=neuron,
+    )
+
+
+def _read_spatial(grp, kind: str, i: int, where: str, shape, nodes):
+    """A ``conv`` or ``pool`` layer on a ``(C, H, W)`` input."""
+    if shape is None:
+        raise UsageError(
+            f"{where}: input shape could not be inferred; add an input layer with 'shape' "
+            "before the first conv"
+        )
+    if len(shape) != 3:
+        raise UsageError(f"{where}: {kind} needs a (C, H, W) input, previous layer gives {shape}")
+    stride = _pair_of(grp, "stride", where, 1)
+    padding = _pair_of(grp, "padding", where, 0)
+    dilation = _pair_of(grp, "dilation", where, 1)
+    neuron = _read_neuron(grp, where)
+    read = _read_pool if kind == "pool" else _read_conv
+    node = read(grp, i, where, stride, padding, dilation, neuron)
+    try:
+        out = node.out_shape(shape, "previous layer")
+    except GraphError as e:
+        raise UsageError(f"{where}: {e}") from None
+    if neuron.bias is not None and neuron.bias.size != out[0]:
+        raise UsageError(f"{where}: key 'bias' has {neuron.bias.size} values for {out[0]} channels")
+    _check_shape(grp, where, out)
+    return node, out
+
+
+_LAYER_READERS = {
+    "input": _read_input,
+    "flatten": _read_flatten,
+    "dense": _read_dense,
+    "conv": _read_spatial,
+    "pool": _read_spatial,
+}
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -423,7 +457,7 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
     """Write ``graph`` (fixed, sequential) as a netx HDF5 file that ``netx.hdf5.Network`` loads
     unchanged.
 
-    Schema (LAVA_FACTS §1, §6): ``type`` S10 shape (1,), ``shape`` in PyTorch order, integer-valued
+    Schema (docs/loihi2.md §1, §6): ``type`` S10 shape (1,), ``shape`` in PyTorch order, integer-valued
     float32 ``weight``/``bias``, no ``messageBits``, a neuron-less ``input`` layer with ``shape``,
     an explicit ``flatten`` before a dense that follows a conv, pool as a grouped conv. Refuses
     (one-line :class:`SnncError`) dense matrices netx would crash on or corrupt. Written atomically.
@@ -432,84 +466,120 @@ def write_netx(graph: Graph, path: str | os.PathLike) -> None:
 
     graph.verify()
     check_netx_expressible(graph)
-    shapes = graph.shapes()
-    layers: list[tuple[str, dict]] = []
-    prev_shape = graph.input.shape
-    for name, node in graph.nodes.items():
-        if isinstance(node, Input):
-            layers.append(("input", {"shape": node.shape}))
-        elif isinstance(node, Output):
-            continue
-        elif isinstance(node, Flatten):
-            layers.append(("flatten", {"shape": (int(np.prod(prev_shape)), 1, 1)}))
-        elif isinstance(node, Dense):
-            if node.neuron is None:
-                raise SnncError(f"{name}: a synapse without neuron cannot be written to netx")
-            if len(prev_shape) != 1:
-                raise SnncError(f"{name}: dense after a {prev_shape} layer needs a Flatten node")
-            w = effective_int(node, "dense")
-            if not w.any():
-                raise SnncError(
-                    f"{name}: all dense weights are zero; netx crashes on it (LAVA_FACTS §1.5); "
-                    "remove the layer"
-                )
-            if w.max() > 254 or w.min() < -256:
-                raise SnncError(
-                    f"{name}: dense weights must lie in [-256, 254] for netx, got "
-                    f"[{w.min()}, {w.max()}]; quantize with 8-bit weights"
-                )
-            stored, exp = netx_dense_weights(w)
-            got = np.floor(stored * 2.0**exp) if exp < 0 else stored * 2**exp
-            if not np.array_equal(got, w):
-                bad = int(np.sum(got != w))
-                raise SnncError(
-                    f"{name}: netx would alter {bad} dense weights (its 8-bit scaling, "
-                    "LAVA_FACTS §1.5); use even weights in [-256, 254]"
-                )
-            layers.append(("dense", {"node": node, "weight": w, "shape": shapes[name]}))
-        elif isinstance(node, Conv | Pool):
-            if node.neuron is None:
-                raise SnncError(f"{name}: a synapse without neuron cannot be written to netx")
-            if isinstance(node, Pool):
-                c = prev_shape[0]
-                w = np.full((c, 1, *node.kernel), float(node.weight))
-                if w.flat[0] != round(w.flat[0]):
-                    raise SnncError(f"{name}: pool weight {node.weight} is not an integer; quantize first")
-                conv = {"stride": node.stride, "padding": (0, 0), "dilation": (1, 1), "groups": c}
-            else:
-                w = effective_int(node, "conv")
-                conv = {
-                    "stride": node.stride,
-                    "padding": node.padding,
-                    "dilation": node.dilation,
-                    "groups": node.groups,
-                }
-            layers.append(("conv", {"node": node, "weight": np.asarray(w), "shape": shapes[name], **conv}))
-        else:
-            raise SnncError(f"{name}: {node.kind} nodes cannot be written to netx")
-        prev_shape = shapes[name]
+    layers = _NetxLayers(graph).layers()
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for i, (kind, d) in enumerate(layers):
-            g = f.create_group(f"layer/{i}")
-            _type(g, kind)
-            g.create_dataset("shape", data=np.asarray(d["shape"], dtype=np.int64))
-            if kind in ("input", "flatten"):
+            _write_layer(f.create_group(f"layer/{i}"), kind, d)
+
+
+class _NetxLayers(NodeVisitor):
+    """The netx layers of a sequential graph, one ``(kind, fields)`` per node but the output.
+
+    ``visit_<kind>(node, prev_shape)``: ``prev_shape`` is the output shape of the layer before.
+    """
+
+    backend = "netx"
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.shapes = graph.shapes()
+
+    def layers(self) -> list[tuple[str, dict]]:
+        out: list[tuple[str, dict]] = []
+        prev_shape = self.graph.input.shape
+        for name, node in self.graph.nodes.items():
+            layer = self.visit(node, prev_shape)
+            if layer is None:  # the output node: not a netx layer
                 continue
-            node = d["node"]
-            g.create_dataset("weight", data=np.asarray(d["weight"], dtype=np.float32))
-            if kind == "dense":
-                g.create_dataset("inFeatures", data=int(d["weight"].shape[1]))
-                g.create_dataset("outFeatures", data=int(d["weight"].shape[0]))
-            else:
-                w = d["weight"]
-                g.create_dataset("inChannels", data=int(w.shape[1] * d["groups"]))
-                g.create_dataset("outChannels", data=int(w.shape[0]))
-                g.create_dataset("kernelSize", data=np.asarray(w.shape[2:], dtype=np.int64))
-                for key in ("stride", "padding", "dilation"):
-                    g.create_dataset(key, data=np.asarray(d[key], dtype=np.int64))
-                g.create_dataset("groups", data=int(d["groups"]))
-            _write_bias(g, node.neuron, node.name)
-            _write_neuron(g, node.neuron, node.name)
+            out.append(layer)
+            prev_shape = self.shapes[name]
+        return out
+
+    def generic_visit(self, node, prev_shape):
+        raise SnncError(f"{node.name}: {node.kind} nodes cannot be written to netx")
+
+    def visit_input(self, node: Input, prev_shape):
+        return "input", {"shape": node.shape}
+
+    def visit_output(self, node: Output, prev_shape):
+        return None
+
+    def visit_flatten(self, node: Flatten, prev_shape):
+        return "flatten", {"shape": (int(np.prod(prev_shape)), 1, 1)}
+
+    def visit_dense(self, node: Dense, prev_shape):
+        name = node.name
+        _require_neuron(node)
+        if len(prev_shape) != 1:
+            raise SnncError(f"{name}: dense after a {prev_shape} layer needs a Flatten node")
+        w = effective_int(node, "dense")
+        if not w.any():
+            raise SnncError(
+                f"{name}: all dense weights are zero; netx crashes on it (docs/loihi2.md §1.5); "
+                "remove the layer"
+            )
+        if w.max() > W_MAX or w.min() < W_MIN:
+            raise SnncError(
+                f"{name}: dense weights must lie in [{W_MIN}, {W_MAX}] for netx, got "
+                f"[{w.min()}, {w.max()}]; quantize with 8-bit weights"
+            )
+        stored, exp = netx_dense_weights(w)
+        got = np.floor(stored * 2.0**exp) if exp < 0 else stored * 2**exp
+        if not np.array_equal(got, w):
+            bad = int(np.sum(got != w))
+            raise SnncError(
+                f"{name}: netx would alter {bad} dense weights (its 8-bit scaling, "
+                f"docs/loihi2.md §1.5); use even weights in [{W_MIN}, {W_MAX}]"
+            )
+        return "dense", {"node": node, "weight": w, "shape": self.shapes[name]}
+
+    def visit_conv(self, node: Conv, prev_shape):
+        _require_neuron(node)
+        w = effective_int(node, "conv")
+        conv = {
+            "stride": node.stride,
+            "padding": node.padding,
+            "dilation": node.dilation,
+            "groups": node.groups,
+        }
+        return "conv", {"node": node, "weight": w, "shape": self.shapes[node.name], **conv}
+
+    def visit_pool(self, node: Pool, prev_shape):
+        _require_neuron(node)
+        c = prev_shape[0]
+        w = node.conv_weight(c)  # netx has no pool: a grouped conv (§1.3)
+        if w.flat[0] != round(w.flat[0]):
+            raise SnncError(f"{node.name}: pool weight {node.weight} is not an integer; quantize first")
+        conv = {"stride": node.stride, "padding": (0, 0), "dilation": (1, 1), "groups": c}
+        return "conv", {"node": node, "weight": w, "shape": self.shapes[node.name], **conv}
+
+
+def _require_neuron(node) -> None:
+    if node.neuron is None:
+        raise SnncError(f"{node.name}: a synapse without neuron cannot be written to netx")
+
+
+def _write_layer(g, kind: str, d: dict) -> None:
+    """One layer group in lava-dl's schema (§1, §6)."""
+    _type(g, kind)
+    g.create_dataset("shape", data=np.asarray(d["shape"], dtype=np.int64))
+    if kind in ("input", "flatten"):
+        return
+    node = d["node"]
+    w = d["weight"]
+    g.create_dataset("weight", data=np.asarray(w, dtype=np.float32))
+    if kind == "dense":
+        g.create_dataset("inFeatures", data=int(w.shape[1]))
+        g.create_dataset("outFeatures", data=int(w.shape[0]))
+    else:
+        g.create_dataset("inChannels", data=int(w.shape[1] * d["groups"]))
+        g.create_dataset("outChannels", data=int(w.shape[0]))
+        g.create_dataset("kernelSize", data=np.asarray(w.shape[2:], dtype=np.int64))
+        for key in ("stride", "padding", "dilation"):
+            g.create_dataset(key, data=np.asarray(d[key], dtype=np.int64))
+        g.create_dataset("groups", data=int(d["groups"]))
+    _write_bias(g, node.neuron, node.name)
+    _write_neuron(g, node.neuron, node.name)
 
 
 def describe_netx(path: str | os.PathLike) -> dict:

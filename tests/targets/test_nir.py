@@ -12,12 +12,13 @@ from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
 from snnc.sim import simulate
+from snnc.targets.loihi2 import TARGET
 from snnc.targets.nir import read_nir, to_nir, write_nir
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_round_trip_float_and_fixed(arch, tmp_path):
-    c = compile_graph(trace(masked_model(arch, seed=51)))
+    c = compile_graph(trace(masked_model(arch, seed=51)), TARGET)
     x = spikes(4, 12, seed=52)
     for graph in (c.pruned, c.final):
         path = tmp_path / f"{graph.precision}.nir"
@@ -65,6 +66,6 @@ def test_unfolded_bn_refused():
 def test_emit_via_cli_target_writes_nir(tmp_path):
     from snnc.targets.nir import emit_nir
 
-    g = compile_graph(trace(masked_model("lenet", seed=3))).final
+    g = compile_graph(trace(masked_model("lenet", seed=3)), TARGET).final
     assert emit_nir(g, tmp_path) == ["network.nir"]
     assert graphs_equal(read_nir(tmp_path / "network.nir"), g)

@@ -20,7 +20,7 @@ from graph_helpers import random_convnet, random_mlp, random_residual, spikes
 
 from snnc.cli import cli
 from snnc.sim import simulate
-from snnc.targets import emit
+from snnc.targets import TARGETS
 from snnc.targets.loihi2 import run_lava, write_netx
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -183,7 +183,7 @@ def test_residual_graph_runs_as_lava_processes_like_sim():
 def test_emitted_runner_script_runs_standalone(tmp_path):
     rng = np.random.default_rng(5)
     g = random_mlp(rng)
-    files = emit(g, "loihi2", tmp_path)
+    files = TARGETS.get("loihi2").emit(g, tmp_path)
     assert set(files) == {"network.net", "graph.safetensors", "run_loihi2.py"}
     x = spikes(rng, g, 2, 12)
     np.save(tmp_path / "x.npy", x)
@@ -209,7 +209,7 @@ def test_evaluate_with_lava_backend_equals_sim(tmp_path):
     g = digits_convnet(rng, 3)
     build = tmp_path / "build"
     build.mkdir()
-    emit(g, "loihi2", build)
+    TARGETS.get("loihi2").emit(g, build)
     args = [
         "evaluate",
         str(build),

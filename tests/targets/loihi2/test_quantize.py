@@ -18,14 +18,16 @@ from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
 from snnc.sim import simulate
-from snnc.targets.loihi2.quantize import BIAS_MAX, BIAS_MIN, VTH_MAX, W_MAX, quantize
+from snnc.targets.loihi2 import TARGET
+from snnc.targets.loihi2.quantize import quantize
+from snnc.targets.loihi2.spec import BIAS_MAX, BIAS_MIN, VTH_MAX, W_MAX
 
 floats = st.floats(-3.0, 3.0, allow_nan=False, allow_infinity=False)
 
 
 def _netx_lava_effective(w: np.ndarray) -> np.ndarray:
     """The effective weights after lava-dl netx's ``optimize_weight_bits`` and Lava Dense's own
-    clip and truncation at its first step (the real library functions, LAVA_FACTS §1.5)."""
+    clip and truncation at its first step (the real library functions, docs/loihi2.md §1.5)."""
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils import weightutils as wu
 
@@ -65,7 +67,7 @@ def test_dense_ranges_and_netx_exactness(w, bias, threshold, cdecay):
     # live rows and columns stay live
     np.testing.assert_array_equal(np.any(d.weight != 0, 1), np.any(w != 0, 1))
     np.testing.assert_array_equal(np.any(d.weight != 0, 0), np.any(w != 0, 0))
-    # what netx + Lava make of the stored weights is exactly the integers (LAVA_FACTS §1.5)
+    # what netx + Lava make of the stored weights is exactly the integers (docs/loihi2.md §1.5)
     if not d.meta["quant"]["netx_exact"]:
         assert d.weight.max() <= 0 and d.weight.min() != -W_MAX
     elif np.any(d.weight):
@@ -85,7 +87,7 @@ def test_dense_ranges_and_netx_exactness(w, bias, threshold, cdecay):
 )
 def test_non_positive_dense_is_even(w):
     q = quantize(_dense_graph(w, None, 1.0)).nodes["d"].weight
-    assert np.all(q % 2 == 0)  # odd non-positive weights would be zeroed by Lava (LAVA_FACTS §1.5)
+    assert np.all(q % 2 == 0)  # odd non-positive weights would be zeroed by Lava (docs/loihi2.md §1.5)
 
 
 def test_tiny_positive_weight_rounding_to_zero_still_gives_even_matrix():
@@ -142,7 +144,7 @@ def _all_digits(steps: int, encoding: str):
 
 
 def _fixed_vs_float(model) -> tuple[float, float]:
-    c = compile_graph(trace(model))
+    c = compile_graph(trace(model), TARGET)
     x, y = _all_digits(16, "rate")
     acc_float = float((simulate(c.source, x).output.sum(-1).argmax(1) == y).mean())
     acc_fixed = float((simulate(c.final, x).output.sum(-1).argmax(1) == y).mean())

@@ -156,7 +156,7 @@ def test_reader_refuses_non_hdf5_and_missing(tmp_path):
 
 def test_reader_models_netx_default_neuron(tmp_path):
     # a dense layer without neuron: netx's integrator, iDecay 0, vDecay 4096, vth 1 << 17
-    # (LAVA_FACTS §1.4)
+    # (docs/loihi2.md §1.4)
     path = _file(tmp_path / "n.net", [{"type": "dense", "weight": np.full((2, 3), 4.0)}])
     g = read_netx(path)
     n = g.nodes["dense0"].neuron

@@ -11,7 +11,9 @@ from snnc import ir
 from snnc.compile.pipeline import compile_graph
 from snnc.compile.trace import trace
 from snnc.errors import SnncError
-from snnc.targets.loihi2.map_cores import NEURON_STATE_BYTES, CoreLimits, map_cores
+from snnc.targets.loihi2 import TARGET
+from snnc.targets.loihi2.map_cores import map_cores
+from snnc.targets.loihi2.spec import NEURON_STATE_BYTES, CoreLimits
 
 
 def _dense(n_in: int, n_out: int):
@@ -48,7 +50,7 @@ def test_layer_that_cannot_fit_names_layer_and_limit():
 
 
 def test_core_budget_error_names_layer():
-    graph = compile_graph(trace(masked_model("convnet", seed=2, keep=1.0))).pruned
+    graph = compile_graph(trace(masked_model("convnet", seed=2, keep=1.0)), TARGET).pruned
     ok = map_cores(graph)
     used = ok.meta["cores_used"]
     assert used >= 4
@@ -57,7 +59,7 @@ def test_core_budget_error_names_layer():
 
 
 def test_every_population_gets_cores():
-    g = compile_graph(trace(masked_model("resnet", seed=4))).final
+    g = compile_graph(trace(masked_model("resnet", seed=4)), TARGET).final
     for node in g.nodes.values():
         if isinstance(node, ir.Add | ir.Pool) or getattr(node, "neuron", None) is not None:
             m = node.meta["mapping"]
@@ -68,7 +70,7 @@ def test_every_population_gets_cores():
 def test_large_feature_map_is_split_by_rows():
     """A 3x3 conv on a 16x28x28 map reads 12544 inputs, over the 4096-axon limit: the layer is split
     by output rows so that each core reads only the input rows it needs (hand-computed bound)."""
-    from snnc.targets.loihi2.map_cores import _chunk_axons
+    from snnc.targets.loihi2.map_cores import chunk_axons
 
     w = np.ones((16, 16, 3, 3))
     nodes = [
@@ -78,9 +80,9 @@ def test_large_feature_map_is_split_by_rows():
     ]
     g = ir.Graph.from_list(nodes, {"precision": "float"})
     shapes = g.shapes()
-    assert _chunk_axons(g, shapes, "c", 16 * 28 * 28) == 16 * 28 * 28
+    assert chunk_axons(g, shapes, "c", 16 * 28 * 28) == 16 * 28 * 28
     # one neuron: output rows straddle at most 2 rows -> 2 + 2 input rows of 28 columns, 16 channels
-    assert _chunk_axons(g, shapes, "c", 1) == 16 * 4 * 28
+    assert chunk_axons(g, shapes, "c", 1) == 16 * 4 * 28
     m = map_cores(g).nodes["c"].meta["mapping"]
     assert m["cores"] > 1 and m["in_axons_per_core"] <= 4096
 
@@ -90,5 +92,5 @@ def test_mnist_sized_zoo_nets_fit_one_chip():
 
     for arch in ("mlp", "lenet", "convnet", "resnet"):
         model = build(arch, {"input_shape": [1, 28, 28], "num_classes": 10})
-        g = map_cores(compile_graph(trace(model)).pruned)
+        g = map_cores(compile_graph(trace(model), TARGET).pruned)
         assert 1 <= g.meta["cores_used"] <= 128, arch

@@ -1,14 +1,9 @@
-"""Fixtures of the compiler tests: trained digits models (module-scoped)."""
+"""Fixtures of the Loihi 2 target tests: trained digits models (module-scoped)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))  # compile_helpers
 
 
 def _train(arch: str, epochs: int):
