@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell \
 		command -v python3.10; \
 	fi)
 
-.PHONY: demo test test-fast lint format bench clean venv
+.PHONY: demo test test-fast fuzz lint format bench clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(VPY) -m pytest -q -m "not slow" tests
+
+# Long fuzzing run of every input file kind (CI runs the same tests with few examples).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	SNNC_FUZZ_PROFILE=long SNNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VPY) -m pytest -q -p no:cacheprovider \
+		--hypothesis-show-statistics tests/fuzz
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check snnc tests benchmarks

@@ -538,6 +538,9 @@ def validate_header(header: Any, path: Path | str) -> None:
         isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("config"), dict)
     ):
         raise SnncError(f"{path}: 'arch' must be an object with 'name' and 'config'")
+    for key in ("data", "meta", "neuron"):  # read with .get() downstream
+        if not isinstance(header.get(key, {}), dict):
+            raise SnncError(f"{path}: {key!r} must be an object; the model file is corrupt")
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, data: dict, meta: dict | None = None) -> None:
@@ -553,12 +556,28 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, data: dict, meta
     save_tensors(path, model.state_dict(), header)
 
 
+def check_tensor_values(tensors: dict, path) -> None:
+    """One-line :class:`SnncError` for a NaN or infinite value, or a mask (``*_mask``) holding
+    anything but 0 and 1: no later stage (tracing, quantizing, ``inspect``) has to meet them."""
+    import torch
+
+    for key, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.is_floating_point() and not bool(t.isfinite().all()):
+            raise SnncError(f"{path}: tensor {key} holds NaN or infinite values; the model file is corrupt")
+        if key.endswith("_mask") and t.numel() and not bool(((t == 0) | (t == 1)).all()):
+            raise SnncError(f"{path}: mask {key} holds values other than 0 and 1; the model file is corrupt")
+
+
 def load_model(path: str | os.PathLike, trust_pickle: bool = False):
     """Rebuild a zoo model from a model file. Returns ``(model, header)``; the model is in eval mode."""
     from snnc.nn.zoo import build
 
     tensors, header = read_tensors(path, trust_pickle=trust_pickle)
-    model = build(header["arch"]["name"], header["arch"]["config"])
+    check_tensor_values(tensors, path)
+    held = sum(t.numel() for t in tensors.values() if hasattr(t, "numel"))
+    model = build(header["arch"]["name"], header["arch"]["config"], max_elements=held)  # before allocating
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

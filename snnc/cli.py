@@ -73,6 +73,12 @@ def emit_json(result: dict) -> None:
     click.echo(json.dumps(jsonable(result), indent=2, sort_keys=False))
 
 
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped: a message quoting a name from a crafted file stays
+    the one line the error contract promises."""
+    return "\\n".join(text.splitlines()) or text
+
+
 def common_options(fn):
     """--seed, --json, --quiet, --debug on every command; SnncError -> one line + exit code."""
 
@@ -87,11 +93,12 @@ def common_options(fn):
         except SnncError as e:
             if debug:
                 traceback.print_exc()
-            click.echo(f"snnc: error: {e}", err=True)
+            click.echo(f"snnc: error: {one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("snnc: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as e:  # SIGINT, or SIGTERM (snnc.fileio.Terminated): temp files removed
+            code = getattr(e, "exit_code", 130)
+            click.echo("snnc: terminated" if code == 143 else "snnc: interrupted", err=True)
+            sys.exit(code)
         except Exception as e:  # an unexpected failure is still one line unless --debug
             if debug:
                 traceback.print_exc()
@@ -430,7 +437,8 @@ def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickl
     "input_path",
     required=True,
     type=click.Path(),
-    help="X.npy: (N, *input_shape, T) 0/1 integer spikes, input_shape in PyTorch order.",
+    help="X.npy: (N, *input_shape, T) 0/1 spikes (integer, bool, or float exactly 0.0/1.0), "
+    "input_shape in PyTorch order.",
 )
 @click.option(
     "--output",
@@ -511,6 +519,23 @@ def inspect(file, trust_pickle, seed, as_json, quiet):
     finish(run_inspect(InspectOptions(file=file, trust_pickle=trust_pickle)), quiet, as_json)
 
 
+# ---------------------------------------------------------------------------------------------
+# check
+@cli.command(context_settings=CONTEXT)
+@click.argument("net", metavar="BUILD_OR_NET", type=click.Path())
+@common_options
+def check(net, seed, as_json, quiet):
+    """Check a build directory or netx file against Loihi 2's hardware rules (exit 1 on a
+    violation)."""
+    from snnc.commands.check import CheckOptions, run_check
+
+    outcome = run_check(CheckOptions(net=net))
+    finish(outcome, quiet, as_json)
+    found = outcome.result["violations"]
+    if found:
+        raise SnncError(f"{len(found)} Loihi 2 rule violation(s) in {net}; see docs/loihi2.md §8")
+
+
 def main() -> None:
     """The console entry point. Once the command has returned and its output is flushed the
     process ends with ``os._exit``: the interpreter's teardown (freeing numba's compiled code and
@@ -518,11 +543,17 @@ def main() -> None:
     every file the commands write is closed (and renamed into place) before they return."""
     import os
 
+    from snnc.fileio import install_signal_handlers
+
+    install_signal_handlers()
     try:
         cli(prog_name="snnc")
         code = 0
     except SystemExit as e:
         code = e.code
+    except KeyboardInterrupt as e:  # outside a command (while parsing or importing)
+        code = getattr(e, "exit_code", 130)
+        print("snnc: terminated" if code == 143 else "snnc: interrupted", file=sys.stderr)
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

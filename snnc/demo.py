@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from snnc.ui import console
 
 
 def snnc(*args, label: str) -> dict:

@@ -7,9 +7,16 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Property tests draw the same examples on every run (a CI run is reproducible); set
+# SNNC_HYPOTHESIS_PROFILE=explore to draw new ones.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("SNNC_HYPOTHESIS_PROFILE", "deterministic"))
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def random_mlp(rng: np.random.Generator, sizes=(12, 16, 8, 5)) -> Graph:
 
 def digits_convnet(rng: np.random.Generator, channels: int) -> Graph:
     """A fixed net for digits' (1, 8, 8) input: conv 3x3 stride 2 -> flatten -> dense 10."""
-    conv_weight = rng.integers(-40, 60, (channels, 1, 3, 3))
+    conv_weight = 2 * rng.integers(-20, 30, (channels, 1, 3, 3))
     return fixed_graph(
         [
             Input("in", shape=(1, 8, 8)),
@@ -54,7 +54,7 @@ def random_convnet(rng: np.random.Generator, pool: bool = True) -> Graph:
         Input("in", shape=(2, 9, 9)),
         Conv(
             "c1",
-            weight=rng.integers(-90, 91, (4, 2, 3, 3)),
+            weight=2 * rng.integers(-45, 46, (4, 2, 3, 3)),
             stride=2,
             padding=1,
             neuron=neuron(rng, 4),
@@ -71,7 +71,7 @@ def random_convnet(rng: np.random.Generator, pool: bool = True) -> Graph:
             )
         )
     nodes += [
-        Conv("c2", weight=rng.integers(-60, 61, (3, 4, 3, 3)), padding=(1, 0), neuron=neuron(rng, 3)),
+        Conv("c2", weight=2 * rng.integers(-30, 31, (3, 4, 3, 3)), padding=(1, 0), neuron=neuron(rng, 3)),
         Flatten("flat"),
     ]
     flat = Graph.from_list(nodes).shapes()["flat"][0]
@@ -83,9 +83,9 @@ def random_residual(rng: np.random.Generator) -> Graph:
     """in -> c1 (LIF) -> {c2, 1x1 shortcut from in} (synapse only) -> add (LIF) -> flatten -> fc."""
     nodes = {
         "in": Input("in", shape=(2, 6, 6)),
-        "c1": Conv("c1", weight=rng.integers(-80, 81, (3, 2, 3, 3)), padding=1, neuron=neuron(rng, 3)),
-        "c2": Conv("c2", weight=rng.integers(-80, 81, (3, 3, 3, 3)), padding=1),
-        "short": Conv("short", weight=rng.integers(-80, 81, (3, 2, 1, 1))),
+        "c1": Conv("c1", weight=2 * rng.integers(-40, 41, (3, 2, 3, 3)), padding=1, neuron=neuron(rng, 3)),
+        "c2": Conv("c2", weight=2 * rng.integers(-40, 41, (3, 3, 3, 3)), padding=1),
+        "short": Conv("short", weight=2 * rng.integers(-40, 41, (3, 2, 1, 1))),
         "add": Add("add", neuron=neuron(rng, 3)),
         "flat": Flatten("flat"),
         "fc": Dense("fc", weight=even_weights(rng, (4, 3 * 36)), neuron=neuron(rng, 4)),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snnc.commands import Outcome, Table
-from snnc.errors import UsageError
+from snnc.errors import SnncError, UsageError
 
 if TYPE_CHECKING:
     from snnc.compile.pipeline import Compiled
@@ -62,6 +62,9 @@ def check_options(opts: CompileOptions) -> None:
     if opts.calib is not None and opts.dataset is None:
         raise UsageError("--calib needs --dataset to draw calibration samples from")
     check_output_dir(Path(opts.output))
+    from snnc.fileio import check_not_inside
+
+    check_not_inside({"MODEL": opts.model}, opts.output, "-o")
 
 
 def check_output_dir(out: Path) -> None:
@@ -102,9 +105,15 @@ def read_source(opts: CompileOptions) -> Source:
             raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
         return Source(graph, dict(DEFAULT_DATA), {"kind": "netx", "path": str(path)})
     from snnc.compile.trace import trace
+    from snnc.ir import GraphError
+    from snnc.ir.limits import check_graph
 
     model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
-    return Source(trace(model), data_settings(header), {"kind": "model", "path": str(path)})
+    try:
+        graph = check_graph(trace(model))  # finite weights and sane sizes before any pass runs
+    except GraphError as e:
+        raise SnncError(f"{path}: {e}; the model file is corrupt") from None
+    return Source(graph, data_settings(header), {"kind": "model", "path": str(path)})
 
 
 def encode_split(dataset: str, split: str, n: int | None, data: dict, seed: int):

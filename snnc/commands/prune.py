@@ -83,6 +83,11 @@ def check_options(opts: PruneOptions) -> None:
         raise UsageError(f"--epochs must be >= 1, got {opts.epochs}")
     if opts.dataset is not None and opts.dataset not in DATASETS:
         raise UsageError(f"unknown dataset {opts.dataset!r}; choose digits or mnist")
+    from snnc.fileio import check_distinct_paths
+
+    report = "--report" if opts.report else "the report (-o with .json)"
+    outputs = {"-o": opts.output, report: opts.report_file, "the resume checkpoint": opts.resume_file}
+    check_distinct_paths({"MODEL": opts.model}, outputs)
 
 
 def prune_config(opts: PruneOptions, header: dict) -> PruneConfig:

@@ -10,6 +10,7 @@ This path imports no torch, ONNX or Lava unless the backend needs it (start-up t
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +34,18 @@ class SimulateOptions:
 
 
 def load_spikes(path: str | Path) -> np.ndarray:
-    """Read ``X.npy`` (no pickle), integer or bool dtype only, else one-line :class:`UsageError`."""
+    """Read ``X.npy`` (no pickle): integer, bool or float (exactly 0.0/1.0, as lava-dl's ground-truth
+    arrays hold spikes) dtype, else one-line :class:`UsageError`. The values are checked against the
+    network by :func:`snnc.sim.common.check_spikes`."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input file {path} does not exist; give an .npy array (N, *input_shape, T)")
     try:
         # mapped copy-on-write, not read: no copy through fresh memory, and still writable
-        x = np.load(path, mmap_mode="c", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
+        with warnings.catch_warnings():  # a crafted shape overflows numpy's size product: refused below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            x = np.load(path, mmap_mode="c", allow_pickle=False)
+    except Exception as e:  # numpy's header parser raises many kinds (ValueError, TokenError, ...) on damage
         objects = any(w in str(e).lower() for w in ("pickle", "python objects"))
         why = "it holds Python objects" if objects else "not a valid .npy file"
         raise UsageError(
@@ -48,24 +53,44 @@ def load_spikes(path: str | Path) -> np.ndarray:
         ) from None
     if not isinstance(x, np.ndarray):
         raise UsageError(f"input {path} is an .npz archive; give a single .npy array")
-    if not (np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
         raise UsageError(
-            f"input {path} has dtype {x.dtype}; spikes must be an integer (or bool) array " "of 0/1"
+            f"input {path} has dtype {x.dtype}; spikes must be an integer, bool or float array of 0/1"
         )
     return x
 
 
+MAX_OUTPUT_VALUES = 1 << 27  # Y's values (int8): 128 MiB
+
+
+def check_output_size(graph, x: np.ndarray) -> None:
+    """One-line :class:`UsageError` when ``Y`` for ``x`` would exceed :data:`MAX_OUTPUT_VALUES`."""
+    n, t = x.shape[0], x.shape[-1]
+    size = n * t * int(np.prod(graph.shapes()[graph.output.name]))
+    if size > MAX_OUTPUT_VALUES:
+        raise UsageError(
+            f"the output for {n} samples x {t} steps would hold {size} values (limit {MAX_OUTPUT_VALUES}); "
+            "simulate fewer samples at a time"
+        )
+
+
 def run_simulate(opts: SimulateOptions) -> Outcome:
     """Simulate ``opts.net`` on the spikes in ``opts.input`` and write ``opts.output`` atomically."""
-    from snnc.fileio import atomic_path
+    from snnc.fileio import atomic_path, check_distinct_paths
     from snnc.sim import kernels, simulate
+    from snnc.sim.common import check_spikes
     from snnc.targets import load_net
 
     if opts.backend not in BACKENDS:
         raise UsageError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}")
+    reads = {"NET": opts.net, "--input": opts.input}
+    if Path(opts.net).is_dir():  # the build directory's files that a backend reads
+        reads |= {f"NET/{n}": Path(opts.net) / n for n in ("graph.safetensors", "network.net", "model.onnx")}
+    check_distinct_paths(reads, {"--output": opts.output})
     kernels.warm_up()  # numba starts while the files are read
     graph = load_net(opts.net)
-    x = load_spikes(opts.input)
+    x = check_spikes(load_spikes(opts.input), tuple(graph.input.shape))  # before any kernel sees it
+    check_output_size(graph, x)
     t0 = time.perf_counter()
     result = simulate(graph, x)
     sim_seconds = time.perf_counter() - t0

@@ -6,6 +6,15 @@ steps, encoding: what ``snnc evaluate`` needs to encode inputs), ``limits`` (neu
 used), ``layers`` (per population: channels before/after, neurons, synapses, weight bits, cores,
 SRAM bytes, quantization error), ``totals``, ``notes`` (pass remarks), ``lossy`` and, with
 ``--dataset``, ``accuracy``.
+
+Synapses are counted as the target deploys them (the mapper's ``node.meta["mapping"]``), not as the
+nonzeros of the weights: ``synapses`` are the stored synapses (a dense-encoded layer's zeros
+included, a sparse layer's nonzeros only, a conv layer's neurons x kernel), ``synapse_encoding`` is
+``dense``/``sparse``/``conv``/``pool``/``add``, ``synapse_bytes`` their memory, ``zero_weight_bytes``
+the part of it that holds zero weights (zero conv taps stay in memory: a conv layer stores its
+kernels whole, which the notes say), ``nonzero_synapses`` the nonzero connections, and
+``synops_per_input_spike`` the stored synapses an input spike reaches on average (the deployed
+SynOps per spike).
 """
 
 from __future__ import annotations
@@ -31,6 +40,9 @@ TOTAL_KEYS = (
     "synapses",
     "cores",
     "sram_bytes",
+    "nonzero_synapses",
+    "synapse_bytes",
+    "zero_weight_bytes",
 )
 
 _NUM = {"type": "number"}
@@ -62,6 +74,11 @@ _LAYER = {
         "weight_bits": _INT,
         "cores": _INT,
         "sram_bytes": _INT,
+        "nonzero_synapses": _INT,
+        "synapse_bytes": _INT,
+        "zero_weight_bytes": _INT,
+        "synapse_encoding": {"type": "string", "enum": ["dense", "sparse", "conv", "pool", "add", ""]},
+        "synops_per_input_spike": _NUM,
         "utilization_sram": _NUM,
         "utilization_neurons": _NUM,
         "quant": {"type": "object"},
@@ -215,6 +232,11 @@ def build_report(
             "weight_bits": int(quant.get("weight_bits", 0)),
             "cores": int(mapping.get("cores", 0)),
             "sram_bytes": int(mapping.get("sram_bytes", 0)),
+            "nonzero_synapses": int(mapping.get("nonzero_synapses", 0)),
+            "synapse_bytes": int(mapping.get("synapse_bytes", 0)),
+            "zero_weight_bytes": int(mapping.get("zero_weight_bytes", 0)),
+            "synapse_encoding": str(mapping.get("synapse_encoding", "")),
+            "synops_per_input_spike": float(mapping.get("synops_per_input_spike", 0.0)),
             "utilization_sram": float(mapping.get("utilization_sram", 0.0)),
             "utilization_neurons": float(mapping.get("utilization_neurons", 0.0)),
         }
@@ -233,13 +255,26 @@ def build_report(
         "limits": dict(after.meta.get("core_limits", {})),
         "layers": layers,
         "totals": totals,
-        "notes": [str(n) for n in after.meta.get("notes", ())],
+        "notes": [str(n) for n in after.meta.get("notes", ())] + _zero_tap_notes(layers),
         "lossy": bool(after.meta.get("lossy", False)),
     }
     if accuracy is not None:
         report["accuracy"] = accuracy
     validate(report)
     return report
+
+
+def _zero_tap_notes(layers: list[dict]) -> list[str]:
+    """One note per conv-like layer whose zero kernel taps still occupy synapse memory."""
+    out = []
+    for r in layers:
+        if r["synapse_encoding"] in ("conv", "add") and r["zero_weight_bytes"] > 0:
+            out.append(
+                f"{r['name']}: {r['zero_weight_bytes']} of {r['synapse_bytes']} bytes of conv kernels "
+                "hold zero weights; they still occupy synapse memory (a conv layer stores its kernels "
+                "whole), so this sparsity saves no memory"
+            )
+    return out
 
 
 def table_rows(report: dict) -> tuple[list[str], list[list]]:
@@ -251,6 +286,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list]]:
         "params",
         "neurons",
         "synapses",
+        "encoding",
         "bits",
         "cores",
         "KiB",
@@ -265,6 +301,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list]]:
                 f"{r['params_before']}→{r['params_after']}",
                 r["neurons"],
                 r["synapses"],
+                r.get("synapse_encoding") or "-",
                 r["weight_bits"] or "-",
                 r["cores"],
                 f"{r['sram_bytes'] / 1024:.1f}",
@@ -279,6 +316,7 @@ def table_rows(report: dict) -> tuple[list[str], list[list]]:
             f"{t['params_before']}→{t['params_after']}",
             t["neurons"],
             t["synapses"],
+            "",
             "",
             t["cores"],
             f"{t['sram_bytes'] / 1024:.1f}",

@@ -22,6 +22,7 @@ Each node kind owns its behaviour: :meth:`Node.out_shape` (shape inference, used
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +232,7 @@ class Flatten(Node):
     kind = "flatten"
 
     def out_shape(self, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:
-        return (int(np.prod(in_shape)),)
+        return (math.prod(in_shape),)  # Python ints: np.prod wraps a crafted shape around int64
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,11 @@ class Conv(Node):
         for k in ("stride", "padding", "dilation"):
             object.__setattr__(self, k, _pair(getattr(self, k)))
         object.__setattr__(self, "groups", int(self.groups))
+        _check_geometry(self, stride=self.stride, dilation=self.dilation, groups=(self.groups,))
+        if min(self.padding) < 0:
+            raise GraphError(f"{self.name}: padding {self.padding} must be >= 0")
+        if w.shape[0] % self.groups:
+            raise GraphError(f"{self.name}: {w.shape[0]} out channels do not split in {self.groups} groups")
 
     @property
     def is_synapse(self) -> bool:
@@ -351,6 +357,7 @@ class Pool(Node):
     def __post_init__(self) -> None:
         object.__setattr__(self, "kernel", _pair(self.kernel))
         object.__setattr__(self, "stride", _pair(self.stride))
+        _check_geometry(self, kernel=self.kernel, stride=self.stride)
 
     @property
     def is_synapse(self) -> bool:
@@ -409,6 +416,13 @@ NODE_KINDS = {c.kind: c for c in (Input, Output, Flatten, Conv, Dense, Pool, Add
 # -- what the node kinds share -------------------------------------------------------------------
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _check_geometry(node: Node, **pairs: tuple[int, ...]) -> None:
+    """Strides, dilations, kernel sizes and groups are >= 1 (a stride of 0 would divide by zero)."""
+    for what, v in pairs.items():
+        if min(v) < 1:
+            raise GraphError(f"{node.name}: {what} {v} must be >= 1")
 
 
 def _image(node: Node, in_shape: tuple[int, ...], src: str) -> tuple[int, ...]:

@@ -23,6 +23,7 @@ import numpy as np
 from snnc.errors import UsageError
 from snnc.fileio import atomic_path
 from snnc.ir.graph import NODE_KINDS, Graph, GraphError, jsonable
+from snnc.ir.limits import check_graph
 
 FORMAT = "snnc-graph"
 VERSION = 1
@@ -66,8 +67,8 @@ def load_graph(path: str | os.PathLike) -> Graph:
         raise _bad(path, "not a readable safetensors file (corrupt or wrong format)") from None
     try:
         header = json.loads(meta["snnc"])
-    except (KeyError, ValueError):
-        raise _bad(path, "missing or unreadable 'snnc' metadata") from None
+    except (KeyError, ValueError, RecursionError):
+        raise _bad(path, "missing, unreadable or too deeply nested 'snnc' metadata") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _bad(
             path,
@@ -83,11 +84,12 @@ def load_graph(path: str | os.PathLike) -> Graph:
             nodes.append(_node_from(d, tensors))
         edges = [(str(a), str(b)) for a, b in header["edges"]]
         graph = Graph({n.name: n for n in nodes}, tuple(edges), dict(header.get("meta") or {}))
-        graph.verify()
+        check_graph(graph)  # structure, then sizes and values the simulator can run
     except GraphError as e:
         raise _bad(path, f"inconsistent graph: {e}") from None
-    except (KeyError, TypeError, ValueError) as e:
-        raise _bad(path, f"malformed node entry ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise _bad(path, f"malformed node entry ({type(e).__name__}: {first})") from None
     return graph
 
 

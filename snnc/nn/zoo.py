@@ -6,12 +6,13 @@ Sizes are chosen so that an MNIST epoch at the default ``T`` trains in minutes o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
-from snnc.errors import UsageError
+from snnc.errors import SnncError, UsageError
 from snnc.nn.blocks import Conv, Dense, Flatten, Pool, Residual
 from snnc.nn.neuron import NeuronParams
 
@@ -68,7 +69,7 @@ def _flat_size(blocks: list[nn.Module], input_shape: tuple[int, ...]) -> int:
 def mlp(config: dict) -> list[nn.Module]:
     """Flatten -> Dense(hidden...) -> Dense(classes). Default hidden (128,) fits digits."""
     neuron = _neuron(config)
-    sizes = [int(torch.tensor(config["input_shape"]).prod())] + list(config.get("hidden", [128]))
+    sizes = [math.prod(config["input_shape"])] + list(config.get("hidden", [128]))
     blocks: list[nn.Module] = [Flatten()]
     for a, b in zip(sizes[:-1], sizes[1:], strict=False):
         blocks.append(Dense(a, b, neuron))
@@ -147,12 +148,81 @@ ZOO: dict[str, Callable[[dict], list[nn.Module]]] = {
 }
 
 
-def build(name: str, config: dict) -> SpikingNet:
-    """Build a zoo model. ``config`` needs ``input_shape`` and ``num_classes``; the rest has defaults."""
-    if name not in ZOO:
-        raise UsageError(f"unknown architecture {name!r}; choose one of {', '.join(ZOO)}")
+MAX_DIM = 1 << 16  # a size (features, channels, pixels per side, classes) no zoo model comes near
+MAX_PARAMS = 50_000_000  # parameters and buffers together (the zoo's largest default: ~0.2 M)
+_LISTS = {"lenet": ("channels", 2), "convnet": ("channels", 3), "resnet": ("channels", 2)}
+
+
+def _size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_DIM
+
+
+def check_config(name: str, config) -> None:
+    """One-line :class:`SnncError` unless ``config`` is a zoo config of sane types and sizes:
+    ``input_shape`` 1 to 3 sizes (3 for the conv nets), ``num_classes``, ``hidden`` and
+    ``channels`` integers in [1, :data:`MAX_DIM`], ``neuron`` valid :class:`NeuronParams`."""
+
+    def bad(key: str, want: str):
+        got = repr(config.get(key))
+        got = got if len(got) <= 40 else got[:37] + "..."
+        return SnncError(f"architecture config {key!r} = {got}: {want}; the model file is corrupt")
+
+    if not isinstance(config, dict):
+        raise SnncError("architecture config is not an object; the model file is corrupt")
     for key in ("input_shape", "num_classes"):
         if key not in config:
             raise UsageError(f"architecture config lacks {key!r}; the model file is incomplete")
+    shape = config["input_shape"]
+    rank = (3,) if name in _LISTS else (1, 2, 3)
+    if not (isinstance(shape, list | tuple) and len(shape) in rank and all(_size(v) for v in shape)):
+        raise bad("input_shape", f"expected {' or '.join(map(str, rank))} integers in [1, {MAX_DIM}]")
+    if not _size(config["num_classes"]):
+        raise bad("num_classes", f"expected an integer in [1, {MAX_DIM}]")
+    hidden = config.get("hidden", [128] if name == "mlp" else 84)
+    if name == "mlp":
+        ok = isinstance(hidden, list | tuple) and len(hidden) <= 64 and all(_size(v) for v in hidden)
+        if not ok:
+            raise bad("hidden", f"expected a list of at most 64 integers in [1, {MAX_DIM}]")
+    elif name == "lenet" and not _size(hidden):
+        raise bad("hidden", f"expected an integer in [1, {MAX_DIM}]")
+    if name in _LISTS:
+        key, n = _LISTS[name]
+        v = config.get(key, [1] * n)
+        if not (isinstance(v, list | tuple) and len(v) == n and all(_size(c) for c in v)):
+            raise bad(key, f"expected {n} integers in [1, {MAX_DIM}]")
+    neuron = config.get("neuron", {})
+    if not isinstance(neuron, dict):
+        raise bad("neuron", "expected an object")
+    try:
+        NeuronParams.from_dict(neuron)
+    except (TypeError, ValueError) as e:
+        raise bad("neuron", str(e)) from None
+
+
+def build(name: str, config: dict, max_elements: int | None = None) -> SpikingNet:
+    """Build a zoo model. ``config`` needs ``input_shape`` and ``num_classes``; the rest has defaults.
+
+    The config is checked first (:func:`check_config`), then the model is built on torch's
+    ``meta`` device (shapes only, no memory) and its parameter and buffer count checked against
+    :data:`MAX_PARAMS` and ``max_elements`` (the tensor elements a model file holds), so a crafted
+    config cannot make this allocate more than the file it came from.
+    """
+    if name not in ZOO:
+        raise UsageError(f"unknown architecture {name!r}; choose one of {', '.join(ZOO)}")
+    check_config(name, config)
+    try:
+        with torch.device("meta"):
+            probe = SpikingNet(ZOO[name](config), tuple(config["input_shape"]), {})
+    except (RuntimeError, ValueError) as e:
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise SnncError(f"architecture {name!r} cannot be built from its config ({first})") from None
+    count = sum(t.numel() for t in probe.state_dict().values())
+    limit = MAX_PARAMS if max_elements is None else min(MAX_PARAMS, max_elements)
+    if count > limit:
+        raise SnncError(
+            f"architecture {name!r} as configured needs {count} values, more than "
+            + ("the limit" if limit == MAX_PARAMS else "the file holds")
+            + f" ({limit}); the model file is corrupt"
+        )
     blocks = ZOO[name](config)
     return SpikingNet(blocks, tuple(config["input_shape"]), {"name": name, "config": config})

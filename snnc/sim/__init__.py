@@ -8,6 +8,6 @@ target.
 """
 
 from snnc.sim.common import node_cores
-from snnc.sim.interpreter import SimResult, check_input, lif_fixed, simulate
+from snnc.sim.interpreter import LayerTrace, SimResult, check_input, lif_fixed, simulate, trace_layers
 
-__all__ = ["SimResult", "check_input", "lif_fixed", "node_cores", "simulate"]
+__all__ = ["LayerTrace", "SimResult", "check_input", "lif_fixed", "node_cores", "simulate", "trace_layers"]

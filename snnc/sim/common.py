@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from snnc.errors import SnncError
-from snnc.ir import Conv, CubaLIF, Pool
+from snnc.errors import SnncError, UsageError
+from snnc.ir import Conv, CubaLIF, GraphError, Pool
 from snnc.ir.fixed import ACTIVATION_SHIFT
 
 
@@ -44,13 +44,86 @@ class ConvSpec(NamedTuple):
     weight_exp: int
 
     @classmethod
-    def of_conv(cls, node: Conv) -> ConvSpec:
-        return cls(node.weight, node.stride, node.padding, node.dilation, node.groups, node.weight_exp)
+    def of_conv(cls, node: Conv, fixed: bool) -> ConvSpec:
+        """In a fixed-point graph the exponent is folded into integer weights, as they reach Lava
+        (whose Conv has no exponent of its own, docs/loihi2.md §2.3); a float Conv keeps it."""
+        w, e = node.weight, int(node.weight_exp)
+        if fixed and e:
+            w = np.asarray(w, dtype=np.float64) * 2.0**e
+            if not np.all(w == np.round(w)):
+                raise GraphError(
+                    f"{node.name}: conv weights are not integers after weight_exp {e}; Lava's Conv "
+                    "has no exponent, so a negative one must divide every weight"
+                )
+            w, e = w.astype(np.int64), 0
+        return cls(w, node.stride, node.padding, node.dilation, node.groups, e)
 
     @classmethod
     def of_pool(cls, node: Pool, channels: int) -> ConvSpec:
         """``channels``: the pool's input (and output) channels, one group each."""
         return cls(node.conv_weight(channels), node.stride, (0, 0), (1, 1), channels, 0)
+
+
+def check_spikes(x: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``x`` ``(N, *shape, T)`` of 0/1 spikes as a C-contiguous uint8 array, else a one-line
+    :class:`UsageError`.
+
+    bool arrays are normalised by value (numpy's bool storage can hold any byte, and a raw byte
+    of 2 or 255 would index past the kernels' tables: any non-zero byte is a spike); integer
+    arrays must hold only 0 and 1; float arrays only exactly 0.0 and 1.0. ``shape``: the network's
+    input shape, or ``None`` to check only the values. N = 0 or T = 0 is refused.
+    """
+    x = np.asarray(x)
+    if shape is not None:
+        want = f"(N, {', '.join(map(str, shape))}, T)"
+        if x.ndim != len(shape) + 2:
+            raise UsageError(
+                f"input has rank {x.ndim} {tuple(x.shape)}; expected {want} spikes "
+                "(input_shape in PyTorch order)"
+            )
+        if tuple(x.shape[1:-1]) != tuple(shape):
+            raise UsageError(
+                f"input shape {tuple(x.shape)} does not match the network input; expected {want}"
+            )
+    if x.ndim < 2:
+        raise UsageError(f"input has rank {x.ndim}; expected (N, *input_shape, T) spikes")
+    if x.shape[0] == 0 or x.shape[-1] == 0:
+        raise UsageError(f"input shape {tuple(x.shape)} holds no samples or no time steps; give N, T >= 1")
+    if x.dtype == np.bool_:
+        u = np.ascontiguousarray(x).view(np.uint8)
+        return (u != 0).view(np.uint8) if u.max() > 1 else u  # a copy only when a byte is not 0/1
+    if np.issubdtype(x.dtype, np.integer):
+        if x.dtype.itemsize == 1:  # one pass, no copy: as uint8, a negative int8 reads as >= 128
+            u = np.ascontiguousarray(x).view(np.uint8)
+            if u.max() > 1:
+                raise UsageError("input holds non-binary values (not 0 or 1); spikes must be 0 or 1")
+            return u
+        if x.min() < 0 or x.max() > 1:
+            raise UsageError("input holds non-binary values (not 0 or 1); spikes must be 0 or 1")
+    elif np.issubdtype(x.dtype, np.floating):
+        if not np.all((x == 0) | (x == 1)):
+            kind = "non-integer" if np.any(x != np.round(x)) else "non-binary"
+            raise UsageError(f"input holds {kind} values (not 0.0 or 1.0); spikes must be 0 or 1")
+    else:
+        raise UsageError(f"input dtype {x.dtype} is not numeric; give 0/1 integer spikes")
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def check_kernel_input(s_in: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The compiled kernels' preconditions on their input, checked (the kernels index memory
+    with each spike value, so a byte above 1 or a wrong shape is an out-of-bounds access, not a
+    wrong result): ``s_in`` uint8 ``(N, *shape, T)``, N, T >= 1, values 0/1. Returns it
+    C-contiguous (a copy only when it was not). Cost: one pass over the bytes."""
+    if not isinstance(s_in, np.ndarray) or s_in.dtype not in (np.uint8, np.bool_):
+        raise SnncError(f"kernel input must be a uint8 array, got {getattr(s_in, 'dtype', type(s_in))}")
+    if s_in.ndim != len(shape) + 2 or tuple(s_in.shape[1:-1]) != tuple(shape):
+        raise SnncError(f"kernel input shape {s_in.shape} does not match the network input {tuple(shape)}")
+    if s_in.shape[0] == 0 or s_in.shape[-1] == 0:
+        raise SnncError(f"kernel input shape {s_in.shape} holds no samples or no time steps")
+    s_in = np.ascontiguousarray(s_in).view(np.uint8)
+    if s_in.max() > 1:
+        raise SnncError("kernel input holds values other than 0 and 1; normalise spikes with check_spikes")
+    return s_in
 
 
 def check_integer(name: str, a) -> None:

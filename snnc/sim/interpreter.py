@@ -49,6 +49,7 @@ from snnc.sim.common import (
     ChunkResult,
     ConvSpec,
     check_integer,
+    check_spikes,
     fixed_threshold,
     node_cores,
     prepared,
@@ -71,6 +72,8 @@ class SimResult:
     spikes over the batch. ``synops``: per synaptic layer, total synaptic operations over the batch
     (NeuroBench: one per non-zero input spike x non-zero fan-out weight). ``neurons``: neurons per
     layer. ``layers`` (with ``record=True``): per neuron layer spikes ``(N, *shape, T)`` int8.
+    ``stored_per_synop``: per synaptic layer, the stored synapses the chip reads per SynOp
+    (:func:`stored_per_synop`); the energy and latency estimates count ``synops`` times it.
     """
 
     output: np.ndarray
@@ -81,17 +84,24 @@ class SimResult:
     steps: int
     cores: dict[str, int] = field(default_factory=dict)
     layers: dict[str, np.ndarray] | None = None
+    stored_per_synop: dict[str, float] = field(default_factory=dict)
+
+    def deployed_synops(self, name: str) -> float:
+        """Synaptic reads of layer ``name`` on the chip: its SynOps times the stored synapses per SynOp."""
+        return self.synops.get(name, 0) * self.stored_per_synop.get(name, 1.0)
 
     def energy_latency(self) -> dict:
         """Per-inference estimates from Loihi 1's published per-op figures (module docstring).
 
-        Energy = SynOps x 23.6 pJ + neuron updates x 52 pJ + spikes x 1.7 pJ. Latency: each layer
+        Energy = synaptic reads x 23.6 pJ + neuron updates x 52 pJ + spikes x 1.7 pJ, the reads being
+        what is deployed (:meth:`deployed_synops`: a dense-encoded layer reads its stored zeros, a
+        sparse one only its non-zeros, a conv its whole kernels). Latency: each layer
         runs on its own neurocores in parallel (``node.meta["cores"]``, default 1); within a core
         SynOps and neuron updates are serial; a step lasts as long as the slowest layer; an
         inference lasts T steps.
         """
         n, t = max(self.batch, 1), max(self.steps, 1)
-        synops = sum(self.synops.values()) / n
+        synops = sum(self.deployed_synops(k) for k in self.synops) / n
         updates = sum(self.neurons.values()) * t
         spikes = sum(self.spikes.values()) / n
         energy = (
@@ -101,7 +111,7 @@ class SimResult:
         )
         step = 0.0
         for name, neurons in self.neurons.items():
-            ops = self.synops.get(name, 0) / (n * t)
+            ops = self.deployed_synops(name) / (n * t)
             cost = ops * LOIHI1_SYNOP_TIME_S + neurons * LOIHI1_NEURON_UPDATE_TIME_S
             step = max(step, cost / max(self.cores.get(name, 1), 1))
         return {
@@ -123,6 +133,7 @@ class SimResult:
                     "spikes_per_sample": self.spikes.get(name, 0) / n,
                     "synops": self.synops.get(name, 0),
                     "synops_per_sample": self.synops.get(name, 0) / n,
+                    "deployed_synops_per_sample": self.deployed_synops(name) / n,
                 }
             )
         return {
@@ -139,42 +150,10 @@ class SimResult:
 
 # -- helpers ---------------------------------------------------------------------------------
 def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Validate ``x`` ``(N, *input_shape, T)`` of 0/1 spikes for ``graph``; returns it as uint8.
-
-    Raises :class:`UsageError` naming the problem (rank, shape, dtype, values).
-    """
-    shape = tuple(graph.input.shape)
-    x = np.asarray(x)
-    want = f"(N, {', '.join(map(str, shape))}, T)"
-    if x.ndim != len(shape) + 2:
-        raise UsageError(
-            f"input has rank {x.ndim} {tuple(x.shape)}; expected {want} spikes "
-            "(input_shape in PyTorch order)"
-        )
-    if tuple(x.shape[1:-1]) != shape:
-        raise UsageError(f"input shape {tuple(x.shape)} does not match the network input; expected {want}")
-    if x.dtype == np.bool_:
-        return x.view(np.uint8)
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise UsageError(f"input dtype {x.dtype} is not numeric; give 0/1 integer spikes")
-    if x.dtype.itemsize == 1 and np.issubdtype(x.dtype, np.integer):
-        # one pass, no copy: as uint8, a negative int8 reads as >= 128
-        u = x.view(np.uint8)
-        if u.size and u.max() > 1:
-            raise UsageError("input holds non-binary values; spikes must be 0 or 1")
-        return u
-    if np.issubdtype(x.dtype, np.integer):
-        bad = x.size and (x.min() < 0 or x.max() > 1)
-    else:
-        bad = x.size and not np.all((x == 0) | (x == 1))
-    if bad:
-        kind = (
-            "non-integer"
-            if np.issubdtype(x.dtype, np.floating) and np.any(x != np.round(x))
-            else "non-binary"
-        )
-        raise UsageError(f"input holds {kind} values; spikes must be 0 or 1")
-    return x.astype(np.uint8)
+    """Validate ``x`` ``(N, *input_shape, T)`` of 0/1 spikes for ``graph``; returns it as C-contiguous
+    uint8 (:func:`snnc.sim.common.check_spikes`: bool bytes normalised, integers 0/1, floats exactly
+    0.0/1.0). Raises :class:`UsageError` naming the problem (rank, shape, dtype, values)."""
+    return check_spikes(x, tuple(graph.input.shape))
 
 
 def _conv_currents(s: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups) -> np.ndarray:
@@ -244,6 +223,9 @@ class Interpreter(NodeVisitor):
         self.dtype = dtype
         self.shapes = graph.shapes() if shapes is None else shapes
         self.preds = {name: graph.predecessors(name) for name in graph.nodes}
+        # layer name -> {"u", "v"} (N, T, *shape) int64 before the reset; filled by a fixed-point
+        # run only when the caller sets it to a dict (:func:`trace_layers` does)
+        self.states: dict | None = None
 
     def run(self, s_in: np.ndarray, record: bool) -> ChunkResult:
         """``s_in`` ``(N, *input_shape, T)`` uint8 spikes -> this chunk's :class:`ChunkResult`."""
@@ -279,7 +261,7 @@ class Interpreter(NodeVisitor):
         return self._synapse(node, cur, synops)
 
     def visit_conv(self, node: Conv) -> np.ndarray:
-        return self._conv(node, ConvSpec.of_conv(node), cache_key=node.weight)
+        return self._conv(node, ConvSpec.of_conv(node, self.fixed), cache_key=node.weight)
 
     def visit_pool(self, node: Pool) -> np.ndarray:
         channels = self.shapes[self.preds[node.name][0]][0]
@@ -388,7 +370,8 @@ class Interpreter(NodeVisitor):
             shift = (bn.bias - scale * bn.running_mean).reshape(bshape)
             bias = shift if bias is None else bias + shift
         if self.fixed:
-            return _lif_fixed(node.name, cur, neuron, bias)
+            trace = None if self.states is None else self.states.setdefault(node.name, {})
+            return _lif_fixed(node.name, cur, neuron, bias, trace)
         return _lif_float(cur, neuron, bias, self.dtype)
 
 
@@ -540,10 +523,78 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
         chunk = Interpreter(graph, fixed, float_dtype, shapes).run
         per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
     parts = [chunk(s_in[i : i + per], record) for i in range(0, n, per)]
-    return _merge(parts, n, t, record)
+    result = _merge(parts, n, t, record)
+    result.stored_per_synop = stored_per_synop(graph)
+    return result
+
+
+def stored_per_synop(graph: Graph) -> dict[str, float]:
+    """Per SynOps key (a synaptic layer; an ``Add`` for its synapse-only inputs), the stored synapses
+    the chip reads per NeuroBench SynOp: 1 for a sparse-encoded dense layer (``node.meta["synapse"]``
+    is ``"sparse"``, the loihi2 lowering's choice) and a pool; stored / non-zero weights for a
+    dense-encoded dense layer and a conv, whose zero weights occupy memory and are read all the
+    same (an estimate: exact when the zeros are hit as often as the non-zeros)."""
+
+    def counts(node: Node) -> tuple[int, int]:
+        if isinstance(node, Pool):
+            return 1, 1
+        w = np.asarray(node.weight)
+        nnz = int(np.count_nonzero(w))
+        stored = nnz if isinstance(node, Dense) and node.meta.get("synapse") == "sparse" else w.size
+        return stored, nnz
+
+    out: dict[str, float] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, Add):
+            parts = [counts(graph.nodes[p]) for p in graph.predecessors(name)]
+        elif isinstance(node, Conv | Dense | Pool) and node.neuron is not None:
+            parts = [counts(node)]
+        else:
+            continue
+        stored, nnz = (sum(c) for c in zip(*parts, strict=True))
+        out[name] = stored / nnz if nnz else 1.0
+    return out
 
 
 _CHUNK_ELEMENTS = 1 << 20  # (samples x steps x widest layer) per chunk: stays in L2/L3
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One neuron layer of a fixed-point graph, every step (:func:`trace_layers`).
+
+    ``spikes`` ``(N, *shape, T)`` int8, as :attr:`SimResult.layers` and Lava's sink on the layer's
+    output port record them (every synapse's one step of latency included, docs/loihi2.md §2.5);
+    ``u``, ``v`` ``(N, *shape, T)`` int64: the state at the end of each step (``v`` after its reset),
+    what Lava's ``Monitor`` reads from ``lif.u`` / ``lif.v``.
+    """
+
+    spikes: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+
+def trace_layers(graph: Graph, x: np.ndarray) -> dict[str, LayerTrace]:
+    """Every neuron layer's spikes, ``u`` and ``v`` at every step, by the numpy reference.
+
+    ``graph``: fixed point; ``x``: ``(N, *input_shape, T)`` 0/1 spikes. Runs :class:`Interpreter`
+    on the whole batch (memory ``N x T x`` neurons ``x 8`` bytes per state), never the compiled
+    kernels, which keep no state history; their spikes are ``simulate(graph, x, record=True).layers``.
+    Keys: the neuron layers' node names, in graph order.
+    """
+    graph.verify()
+    if graph.precision != "fixed":
+        raise UsageError("trace_layers needs a fixed-point graph; compile it for a target first")
+    s_in = check_input(graph, x)
+    interp = Interpreter(graph, True, np.float64)
+    interp.states = {}
+    run = interp.run(s_in, record=True)
+    out = {}
+    for name, spikes in run.layers.items():
+        st = interp.states[name]
+        v = np.where(np.moveaxis(spikes, -1, 1) != 0, 0, st["v"])  # reset v only (§2.1)
+        out[name] = LayerTrace(spikes, np.moveaxis(st["u"], 1, -1), np.moveaxis(v, 1, -1))
+    return out
 
 
 def _merge(parts: list[ChunkResult], n: int, t: int, record: bool) -> SimResult:

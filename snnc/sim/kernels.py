@@ -71,7 +71,15 @@ import numpy as np
 from snnc.errors import SnncError
 from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
 from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_UNITY, STATE_WRAP
-from snnc.sim.common import ChunkResult, ConvSpec, check_integer, fixed_threshold, node_cores, prepared
+from snnc.sim.common import (
+    ChunkResult,
+    ConvSpec,
+    check_integer,
+    check_kernel_input,
+    fixed_threshold,
+    node_cores,
+    prepared,
+)
 
 _KERNELS: dict = {}
 FORCE_CONV: str | None = None  # "event", "gemm" or "lut" picks the conv kernel (tests compare all)
@@ -444,7 +452,7 @@ class _Planner(NodeVisitor):
         self._neurons(node)
 
     def visit_conv(self, node: Conv) -> None:
-        self._conv(node, ConvSpec.of_conv(node))
+        self._conv(node, ConvSpec.of_conv(node, fixed=True))
 
     def visit_pool(self, node: Pool) -> None:
         self._conv(node, ConvSpec.of_pool(node, self.shapes[self._src(node.name)][0]))
@@ -653,8 +661,10 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
 
     ``s_in`` ``(N, *input_shape, T)`` uint8 -> a :class:`~snnc.sim.common.ChunkResult`, with the
     same meaning as the numpy interpreter's. A dense chain runs fused (:func:`_run_chain`) unless a
-    layer is recorded; any other graph step by step (:class:`_ChunkRun`).
+    layer is recorded; any other graph step by step (:class:`_ChunkRun`). ``s_in`` is checked
+    first (:func:`~snnc.sim.common.check_kernel_input`): the kernels index memory with its values.
     """
+    s_in = check_kernel_input(s_in, tuple(graph.input.shape))
     k = kernels()
     p = plan(graph)
     if p.chain is not None and not record and CHAIN:

@@ -41,9 +41,9 @@ from snnc.ir import Graph
 class FixedPointSpec:
     """The integer formats of a fixed-point target: what its ``lower`` quantizes to.
 
-    ``weight_bits`` counts the sign (Loihi 2: an 8-bit magnitude plus sign, 9); weights, threshold
-    and bias mantissas lie in the closed ranges given; decays have ``decay_bits`` (a decay of ``d``
-    keeps ``(2**decay_bits - d) / 2**decay_bits`` of a state per step); neuron states are signed
+    ``weight_bits`` is what one synapse stores (Loihi 2: 8; its sign mode decides the range); weights,
+    threshold and bias mantissas lie in the closed ranges given; decays have ``decay_bits`` (a decay of
+    ``d`` keeps ``(2**decay_bits - d) / 2**decay_bits`` of a state per step); neuron states are signed
     ``state_bits``-bit; inputs, bias and threshold are used ``<< activation_shift``. ``precision`` is
     the graph precision ``lower`` produces (``graph.meta["precision"]``).
     """

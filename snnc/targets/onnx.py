@@ -271,9 +271,55 @@ def export_onnx(graph: Graph, path: str | os.PathLike) -> None:
         onnx.save(model, str(tmp))
 
 
+def check_external_data(path: str | os.PathLike) -> None:
+    """One-line :class:`UsageError` when a tensor of the ONNX model at ``path`` keeps its data in a
+    file outside the model's directory (an absolute path, a ``..`` path or a symlink leaving it):
+    onnxruntime would read that file. Checked on the graph alone, before any data is loaded."""
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise UsageError(
+            f"cannot load the ONNX model {path} ({type(e).__name__}); re-create it with "
+            "snnc compile --target onnx"
+        ) from None
+    base = Path(os.path.realpath(path.parent))
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        where = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        outside = not Path(os.path.realpath(base / where)).is_relative_to(base)
+        if not where or Path(where).is_absolute() or ".." in Path(where).parts or outside:
+            raise UsageError(
+                f"{path}: tensor {tensor.name!r} keeps its data outside the build directory "
+                f"({where!r}); re-create the model with snnc compile --target onnx"
+            )
+
+
+def _tensors(graph):
+    """Every tensor of an ONNX graph: initializers, attribute tensors, and those of subgraphs."""
+    yield from graph.initializer
+    yield from (t.values for t in graph.sparse_initializer)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for g in attr.graphs:
+                yield from _tensors(g)
+
+
 def run_onnx(path_or_model, x: np.ndarray) -> np.ndarray:
-    """Drive the step model over time: ``x`` ``(N, *in_shape, T)`` -> ``(N, *out_shape, T)``."""
+    """Drive the step model over time: ``x`` ``(N, *in_shape, T)`` -> ``(N, *out_shape, T)``.
+    A model file is checked first (:func:`check_external_data`)."""
     import onnxruntime as ort
+
+    if not hasattr(path_or_model, "SerializeToString"):
+        check_external_data(path_or_model)
 
     data = (
         path_or_model.SerializeToString()

@@ -30,7 +30,7 @@ def test_compile_model_report_is_valid():
         assert layer["channels_after"] <= layer["channels_before"]
         assert layer["cores"] >= 1 and layer["sram_bytes"] > 0
         if layer["kind"] != "pool":
-            assert layer["weight_bits"] == 9
+            assert layer["weight_bits"] == 8
     import json
 
     json.dumps(graph_json(graph))  # graph.json is JSON-serializable

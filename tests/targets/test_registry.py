@@ -20,7 +20,7 @@ def test_builtin_targets_follow_the_protocol():
         assert isinstance(t, Target) and t.name == name
         # every built-in holds Loihi 2's numbers and shares its lowering
         assert t.spec is SPEC and t.limits is LIMITS
-    assert isinstance(SPEC, FixedPointSpec) and SPEC.weight_bits == 9 and SPEC.precision == "fixed"
+    assert isinstance(SPEC, FixedPointSpec) and SPEC.weight_bits == 8 and SPEC.precision == "fixed"
     assert {n for n in ("loihi2", "sim", "onnx", "nir") if isinstance(TARGETS.get(n), RunnableTarget)} == {
         "loihi2",
         "sim",

@@ -76,7 +76,8 @@ def _bad_inputs(tmp_path: Path) -> dict:
     d = {
         "rank": np.zeros((2, 2, 9, 9), np.int8),
         "shape": np.zeros((2, 2, 9, 8, 5), np.int8),
-        "float": np.zeros((2, 2, 9, 9, 5), np.float32),
+        "float": np.full((2, 2, 9, 9, 5), 0.5, np.float32),
+        "complex": np.zeros((2, 2, 9, 9, 5), np.complex64),
         "values": np.full((2, 2, 9, 9, 5), 3, np.int8),
     }
     paths = {}
@@ -95,7 +96,8 @@ def _bad_inputs(tmp_path: Path) -> dict:
     [
         ("rank", ["rank"]),
         ("shape", ["shape"]),
-        ("float", ["dtype"]),
+        ("float", ["non-integer"]),
+        ("complex", ["dtype"]),
         ("values", ["non-binary"]),
         ("object", ["objects"]),
         ("garbage", ["not a valid .npy"]),
@@ -111,6 +113,18 @@ def test_simulate_rejects_bad_x_without_writing_y(tmp_path, netx_file, case, nee
     assert res.exit_code == 2
     assert not y.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".y.npy")]
+
+
+def test_simulate_accepts_exact_float_and_bool_spikes(tmp_path, netx_file, rng):
+    """lava-dl's ground-truth arrays hold spikes as float 0.0/1.0: they run as the integers do."""
+    path, g = netx_file
+    x = spikes(rng, g, 2, 8)
+    want = simulate(g, x).output
+    for dtype in (np.float32, np.float64, np.bool_):
+        np.save(tmp_path / "x.npy", x.astype(dtype))
+        res = invoke("simulate", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+        assert res.exit_code == 0, res.stderr
+        np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
 
 
 def test_simulate_rejects_missing_or_corrupt_net(tmp_path, rng):

@@ -2,13 +2,21 @@
 
 ``run_lava`` runs a graph or file in Lava ``Loihi2SimCfg(select_tag='fixed_pt')`` on CPU (``Loihi2HwCfg``
 when Intel's Loihi stack is importable), one sample per network build, so no state carries over between
-samples. Graphs netx cannot express (residual ``Add``) are built from Lava Dense/Conv/LIF processes
-connected by ports (:func:`build_processes`).
+samples. Graphs netx cannot express (residual ``Add``) are built from Lava Dense/Sparse/Conv/LIF
+processes connected by ports (:func:`build_processes`).
+
+Sparse synapses: a dense layer that ``map_cores`` marked ``node.meta["synapse"] == "sparse"`` becomes
+a Lava ``Sparse`` process (a scipy CSR matrix; it computes the same integers as ``Dense``,
+docs/loihi2.md §2.2, §7). netx's only switch is ``Network(..., sparse_fc_layer=True)``, which makes
+*every* dense layer Sparse (§7.2), so :func:`netx_network` passes it when the file marks all dense
+layers sparse and otherwise lets netx's own ``create_dense`` build each layer as its ``synapse`` key
+says.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +25,14 @@ import numpy as np
 
 from snnc.errors import SnncError
 from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
-from snnc.targets.loihi2.netx import effective_int, netx_optimize_weight_bits, read_netx, write_netx
+from snnc.targets.loihi2.netx import (
+    SYNAPSE_KEY,
+    effective_int,
+    netx_optimize_weight_bits,
+    netx_synapses,
+    read_netx,
+    write_netx,
+)
 from snnc.targets.loihi2.spec import BIAS_EXP
 
 
@@ -69,14 +84,53 @@ def _import_netx():
     return netx
 
 
-def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
+def netx_network(net_path: str | os.PathLike):
+    """``netx.hdf5.Network`` for a netx file, each dense layer's synapse as the file's ``synapse``
+    key says (Dense when absent): ``sparse_fc_layer=True`` when every dense layer is sparse (netx's
+    switch, all layers or none, docs/loihi2.md §7.2), else netx's ``create_dense`` per layer."""
     netx = _import_netx()
+    kinds = netx_synapses(net_path)
+    if "sparse" not in kinds:
+        return netx.hdf5.Network(net_config=str(net_path))
+    if all(k == "sparse" for k in kinds):
+        return netx.hdf5.Network(net_config=str(net_path), sparse_fc_layer=True)
+    net = _per_layer_network(netx)(net_config=str(net_path))
+    # Lava finds a process's model by its class (netx's PyNetworkModel implements Network,
+    # hdf5.py:692-693); the subclass only changes how the layers are built, so the built network is
+    # a plain Network
+    net.__class__ = netx.hdf5.Network
+    return net
+
+
+@functools.cache
+def _per_layer_network(netx):
+    """A ``netx.hdf5.Network`` whose ``create_dense`` (a static method ``_create`` calls as
+    ``self.create_dense(..., sparse_synapse=self.sparse_fc_layer)``, hdf5.py:643-650) takes
+    ``sparse_synapse`` from the layer's own ``synapse`` key instead."""
+    base = netx.hdf5.Network
+
+    class PerLayerSynapseNetwork(base):
+        @staticmethod
+        def create_dense(layer_config, *args, **kwargs):
+            group = layer_config.f
+            key = np.asarray(group[SYNAPSE_KEY][()]).reshape(-1)[0] if SYNAPSE_KEY in group else b""
+            kwargs["sparse_synapse"] = bytes(key).rstrip(b"\0") == b"sparse"
+            return base.create_dense(layer_config, *args, **kwargs)
+
+    return PerLayerSynapseNetwork
+
+
+def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc import io
 
     t = sample.shape[-1]
-    net = netx.hdf5.Network(net_config=net_path)
-    src = io.source.RingBuffer(data=_to_lava(sample).astype(np.int32))
+    net = netx_network(net_path)
+    # a (C, H, W) input whose first layer is a flatten: netx's net.inp is the dense layer's (C*H*W,)
+    # (a neuron-less input layer builds no block, §1.3), fed in PyTorch's C.H.W order
+    flat = len(net.inp.shape) == 1 and sample.ndim == 4
+    data = sample.reshape(-1, t) if flat else _to_lava(sample)
+    src = io.source.RingBuffer(data=data.astype(np.int32))
     sink = io.sink.RingBuffer(shape=net.out.shape, buffer=t)
     src.s_out.connect(net.inp)
     net.out.connect(sink.a_in)
@@ -136,8 +190,8 @@ def compare_with_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -
 # -- direct process builder (graphs netx cannot express)
 # ---------------------------------------------
 def build_processes(graph: Graph) -> tuple[dict, object, object]:
-    """Build Lava processes for ``graph`` (fixed): Dense/Conv synapses, LIF neurons, ports
-    connected.
+    """Build Lava processes for ``graph`` (fixed): Dense/Sparse/Conv synapses, LIF neurons, ports
+    connected (Sparse for a dense layer with ``node.meta["synapse"] == "sparse"``).
 
     Returns ``(procs, in_port, out_port)``: ``in_port`` list of synapse InPorts fed by the input
     spikes, ``out_port`` the last neuron's OutPort. Shapes on the Lava side are ``(W, H, C)`` /
@@ -166,8 +220,9 @@ class _ProcessBuilder(NodeVisitor):
         from lava.proc.conv.process import Conv as LavaConv
         from lava.proc.dense.process import Dense as LavaDense
         from lava.proc.lif.process import LIF
+        from lava.proc.sparse.process import Sparse as LavaSparse
 
-        self.lava = {"conv": LavaConv, "dense": LavaDense, "lif": LIF}
+        self.lava = {"conv": LavaConv, "dense": LavaDense, "sparse": LavaSparse, "lif": LIF}
         self.graph = graph
         self.shapes = graph.shapes()
         self.procs: dict = {}
@@ -193,7 +248,13 @@ class _ProcessBuilder(NodeVisitor):
         lif = self._lif(node)
         # give Lava exactly what netx would (§1.5), so its own clip/truncate keeps every bit
         stored, nwb, exp = netx_optimize_weight_bits(effective_int(node, "dense"))
-        syn = self.lava["dense"](weights=stored.astype(np.int32), weight_exp=exp, num_weight_bits=nwb)
+        weights = stored.astype(np.int32)
+        if node.meta.get("synapse") == "sparse":  # as netx's sparse_synapse does (blocks/process.py:150-153)
+            from scipy.sparse import csr_matrix
+
+            syn = self.lava["sparse"](weights=csr_matrix(weights), weight_exp=exp, num_weight_bits=nwb)
+        else:
+            syn = self.lava["dense"](weights=weights, weight_exp=exp, num_weight_bits=nwb)
         self._synapse(node, syn, lif)
 
     def visit_conv(self, node: Conv) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from snnc.errors import SnncError, UsageError
-from snnc.fileio import atomic_path
+from snnc.fileio import atomic_path, check_h5_self_contained
 from snnc.ir import (
     Add,
     Conv,
@@ -35,9 +35,21 @@ from snnc.ir import (
     Pool,
 )
 from snnc.ir.fixed import DECAY_UNITY
-from snnc.targets.loihi2.spec import W_MAX, W_MIN, WEIGHT_MANTISSA_BITS
+from snnc.ir.limits import check_graph
+from snnc.targets.loihi2.spec import (
+    W_EXC_MAX,
+    W_MAX,
+    W_MIN,
+    WEIGHT_BITS,
+    WEIGHT_MANTISSA_BITS,
+    lava_weights,
+    weight_field_problem,
+)
 
 NETX_FILE = "network.net"  # the netx network in a build directory
+# snnc's key of a dense layer: b"sparse" or b"dense", map_cores' choice (node.meta["synapse"]). netx
+# never reads it: its sparse_fc_layer makes every dense layer Sparse (docs/loihi2.md §7.2).
+SYNAPSE_KEY = "synapse"
 
 # netx's default neuron for a dense layer without a ``neuron`` group: a non-leaky integrator that
 # never
@@ -96,19 +108,7 @@ def netx_optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]
 
 def lava_dense_weights(weights: np.ndarray, num_weight_bits: int) -> np.ndarray:
     """The fixed-point Dense model's first-step weight preparation (§2.2): sign, clip, truncate."""
-    stored = np.asarray(weights).astype(np.int64)
-    if stored.min() >= 0:
-        mode = "exc"
-    elif stored.max() <= 0:
-        mode = "inh"
-    else:
-        mode = "mixed"
-    mixed = int(mode == "mixed")
-    ws = -stored if mode == "inh" else stored.copy()
-    ws = np.clip(ws, -(2**WEIGHT_MANTISSA_BITS) * mixed, 2**WEIGHT_MANTISSA_BITS - 1)
-    k = WEIGHT_MANTISSA_BITS - num_weight_bits + mixed
-    ws = (ws >> k) << k if k >= 0 else np.zeros_like(ws)
-    return -ws if mode == "inh" else ws
+    return lava_weights(weights, num_weight_bits)
 
 
 def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
@@ -209,7 +209,7 @@ def _open_h5(path: Path):
     if path.is_dir():
         raise UsageError(f"{path} is a directory without network.net; give a netx .net file")
     try:
-        return h5py.File(path, "r")
+        return check_h5_self_contained(h5py.File(path, "r"), path)  # before any data is read
     except OSError:
         raise UsageError(
             f"{path} is not an HDF5 file (corrupt or wrong format); give a netx .net "
@@ -245,7 +245,15 @@ def read_netx(path: str | os.PathLike) -> Graph:
             kind = _decode(grp["type"])
             try:
                 node, shape = _read_layer(grp, kind, i, where, shape, nodes)
-            except (KeyError, ValueError, TypeError) as e:
+            except (
+                KeyError,
+                ValueError,
+                TypeError,
+                IndexError,
+                ArithmeticError,  # a damaged file: int(inf), a division by a zero field
+                OSError,
+                RuntimeError,  # h5py's errors on a damaged dataset
+            ) as e:
                 raise UsageError(f"{where} ({kind}): malformed ({type(e).__name__}: {e})") from None
             if node is not None:
                 nodes.append(node)
@@ -256,7 +264,7 @@ def read_netx(path: str | os.PathLike) -> Graph:
     nodes.append(Output("output"))
     graph = Graph.from_list(nodes, meta={"precision": "fixed", "source": str(path)})
     try:
-        graph.verify()
+        check_graph(graph)  # structure, sizes and value ranges (snnc.ir.limits)
     except GraphError as e:
         raise UsageError(f"{path}: inconsistent layers: {e}") from None
     return graph
@@ -518,10 +526,10 @@ class _NetxLayers(NodeVisitor):
                 f"{name}: all dense weights are zero; netx crashes on it (docs/loihi2.md §1.5); "
                 "remove the layer"
             )
-        if w.max() > W_MAX or w.min() < W_MIN:
+        if w.max() > (W_EXC_MAX if w.min() >= 0 else W_MAX) or w.min() < W_MIN:
             raise SnncError(
-                f"{name}: dense weights must lie in [{W_MIN}, {W_MAX}] for netx, got "
-                f"[{w.min()}, {w.max()}]; quantize with 8-bit weights"
+                f"{name}: dense weights must lie in [{W_MIN}, {W_MAX}] (all >= 0: [0, {W_EXC_MAX}]) "
+                f"for netx, got [{w.min()}, {w.max()}]; quantize with 8-bit weights"
             )
         stored, exp = netx_dense_weights(w)
         got = np.floor(stored * 2.0**exp) if exp < 0 else stored * 2**exp
@@ -531,11 +539,25 @@ class _NetxLayers(NodeVisitor):
                 f"{name}: netx would alter {bad} dense weights (its 8-bit scaling, "
                 f"docs/loihi2.md §1.5); use even weights in [{W_MIN}, {W_MAX}]"
             )
+        problem = weight_field_problem(w)
+        nwb = netx_optimize_weight_bits(w)[1]
+        if problem is not None or nwb > WEIGHT_BITS:
+            raise SnncError(
+                f"{name}: dense weights do not fit Loihi 2's 8-bit synapse "
+                f"({problem or f'netx needs num_weight_bits = {nwb}'}, docs/loihi2.md §1.5); "
+                "quantize them (snnc compile --target loihi2)"
+            )
         return "dense", {"node": node, "weight": w, "shape": self.shapes[name]}
 
     def visit_conv(self, node: Conv, prev_shape):
         _require_neuron(node)
         w = effective_int(node, "conv")
+        problem = weight_field_problem(w)  # netx hands them on raw, num_weight_bits = 8 (§1.4)
+        if problem is not None:
+            raise SnncError(
+                f"{node.name}: conv weights do not fit Loihi 2's 8-bit synapse ({problem}, "
+                "docs/loihi2.md §1.5); quantize them (snnc compile --target loihi2)"
+            )
         conv = {
             "stride": node.stride,
             "padding": node.padding,
@@ -571,6 +593,8 @@ def _write_layer(g, kind: str, d: dict) -> None:
     if kind == "dense":
         g.create_dataset("inFeatures", data=int(w.shape[1]))
         g.create_dataset("outFeatures", data=int(w.shape[0]))
+        if node.meta.get("synapse") in ("sparse", "dense"):
+            g.create_dataset(SYNAPSE_KEY, (1,), "S10", [node.meta["synapse"].encode("ascii")])
     else:
         g.create_dataset("inChannels", data=int(w.shape[1] * d["groups"]))
         g.create_dataset("outChannels", data=int(w.shape[0]))
@@ -580,6 +604,19 @@ def _write_layer(g, kind: str, d: dict) -> None:
         g.create_dataset("groups", data=int(d["groups"]))
     _write_bias(g, node.neuron, node.name)
     _write_neuron(g, node.neuron, node.name)
+
+
+def netx_synapses(path: str | os.PathLike) -> list[str]:
+    """Per dense layer of a netx file, in file order: ``"sparse"`` where its ``synapse`` key says
+    so, else ``"dense"`` (what netx builds without ``sparse_fc_layer``, docs/loihi2.md §7.2)."""
+    with _open_h5(Path(path)) as f:
+        out = []
+        for i in sorted(int(k) for k in f["layer"].keys()):
+            g = f["layer"][str(i)]
+            if "type" in g and _decode(g["type"]) == "dense":
+                marked = SYNAPSE_KEY in g and _decode(g[SYNAPSE_KEY]) == "sparse"
+                out.append("sparse" if marked else "dense")
+    return out
 
 
 def describe_netx(path: str | os.PathLike) -> dict:

@@ -1,34 +1,53 @@
 """``quantize``: float graph -> Loihi 2 fixed point (``graph.meta["precision"] = "fixed"``).
 
-Invariant: the result is a valid fixed-point graph (conventions of ``snnc.ir``): integer
-weights with ``weight_exp = 0`` and effective values in [-256, 254] (netx reproduces them exactly
-and Lava's 8-bit clip keeps them, docs/loihi2.md §1.5), integer ``vth`` mantissas in [1, 2**17 - 1]
-(§4), integer bias mantissas in the 13-bit signed range [-4096, 4095] (§4; used ``<< 6``, netx
-``bias_exp = 6``), 12-bit decays (unchanged). A fixed-point input is returned unchanged (so the
-pass is idempotent).
+Invariant: the result is a valid fixed-point graph (conventions of ``snnc.ir``) whose every synapse
+fits Loihi 2's 8-bit weight field: integer weights with ``weight_exp = 0`` that Lava's own
+``truncate_weights(clip_weights(w, mode, 8), mode, 8)`` leaves unchanged (docs/loihi2.md §1.5,
+§2.2; ``lava/utils/weightutils.py``), i.e. per sign mode (Lava's ``determine_sign_mode`` of the
+integers)
+
+- excitatory (all >= 0): integers in [0, 255],
+- inhibitory (all <= 0): integers in [-255, 0] (a Dense: even values in [-254, 0], see below),
+- mixed: even integers in [-256, 254] (8 bits with the sign; the truncation drops bit 0),
+
+for Dense and Conv alike (netx hands conv weights to Lava raw with ``num_weight_bits = 8``,
+§1.4; Lava's CPU conv model ignores it, §2.3, but the chip does not). Dense matrices also come out
+of netx's ``optimize_weight_bits`` and Lava's clip/truncate exactly, with ``num_weight_bits <= 8``
+(checked with :func:`~snnc.targets.loihi2.netx.netx_dense_weights`). ``weight_exp`` stays 0:
+netx derives a dense layer's exponent from its integer weights, so the effective weights of a
+netx file are always those integers, and Lava's conv ignores the exponent. Further: integer
+``vth`` mantissas in [1, 2**17 - 1] (§4), integer bias mantissas in the 13-bit signed range
+[-4096, 4095] (§4; used ``<< 6``, netx ``bias_exp = 6``), 12-bit decays (unchanged). A
+fixed-point input is returned unchanged (so the pass is idempotent).
 
 Per population (a Conv/Dense with neuron, or an ``Add`` with all the synapse-only nodes feeding it)
-one real scale ``S`` maps float units to integers: ``w_int = round(w * S)``, ``vth = round(theta *
-S)``, ``bias = round(b * S)``. The fixed neuron (docs/loihi2.md §2.6) then computes ``64 * S`` times
-the float ``u`` and ``v`` up to rounding, so spikes agree wherever ``v`` is not within rounding of
-the threshold. Spikes are binary, so every population's scale is independent of the others. ``S``
-is the largest scale that keeps
+one real scale ``S`` maps float units to integers: ``w_int = round(w * S)`` (to even integers
+where the sign mode asks for it), ``vth = round(theta * S)``, ``bias = round(b * S)``. The fixed
+neuron (docs/loihi2.md §2.6) then computes ``64 * S`` times the float ``u`` and ``v`` up to
+rounding, so spikes agree wherever ``v`` is not within rounding of the threshold. Spikes are
+binary, so every population's scale is independent of the others. ``S`` is the largest scale that
+keeps
 
-- ``max |w_int| <= 254`` (8-bit weights; this is the binding limit in practice),
+- every member's weights in its sign mode's range (the float weights' signs: ``255 / max`` when
+  all >= 0, ``255 / |min|`` (a Dense: 254) when all <= 0, else ``min(254 / max, 256 / |min|)``);
+  this is the binding limit in practice,
 - ``vth <= 2**17 - 1`` and ``|bias| <= 4095``,
 - ``|u| < 2**23``: ``u`` wraps at 24 bits (§2.1), a catastrophic error; with every input spiking
   each step ``|u| <= R * 4096 / current_decay`` where ``R`` is the largest per-channel sum of
   positive (or negative) weights, so ``S <= 2**17 * current_decay / (4096 * R)`` rules wrapping out
   (not bounded when ``current_decay == 0``: a pure integrator may wrap whatever the scale).
 
-netx traps avoided (§1.5): a dense matrix with no positive weight and an odd value would be zeroed
-by Lava's truncation, so such a matrix is rounded to even integers instead (and netx reproduces it
-only when its minimum is exactly -254, as when the weight bound sets the scale; otherwise
-``meta["quant"]["netx_exact"]`` is False and a note says so); a channel (row) or an input
-channel (column, or ``C*H*W`` block after a Flatten) whose float weights are not all zero never
-rounds to all zeros (its largest weight keeps the smallest non-zero mantissa), so a live channel
-stays connected and ``remove_dead`` finds nothing new after quantization. A dense layer whose float
-weights are all zero is noted (netx cannot load it; the ``loihi2`` emitter must refuse it).
+A mixed layer whose positive (or negative) weights all round to zero changes sign mode; its
+integers are then clipped into the new mode's range (at most -254). netx traps avoided (§1.5): a
+dense matrix with no positive weight is rounded to even integers (netx calls one with a zero
+"mixed", and Lava then zeroes odd values above 128 in magnitude), and one whose minimum is minus a
+power of two is altered by netx and Lava's clip to -255; the scale is lowered (up to 8 steps of 3
+%) until netx reproduces every dense member exactly, else ``meta["quant"]["netx_exact"]`` is False
+and a note says so. A channel (row) or an input channel (column, or ``C*H*W`` block after a
+Flatten) whose float weights are not all zero never rounds to all zeros (its largest weight keeps
+the smallest non-zero integer of its mode), so a live channel stays connected and ``remove_dead``
+finds nothing new after quantization. A dense layer whose float weights are all zero is noted
+(netx cannot load it; the ``loihi2`` emitter must refuse it).
 
 A Pool (sum of binary spikes times one tap weight ``w`` against ``theta``) is quantized exactly
 when a small integer ``m`` makes ``m * theta / w`` an integer: weight ``m``, vth ``m * theta / w``
@@ -36,7 +55,9 @@ when a small integer ``m`` makes ``m * theta / w`` an integer: weight ``m``, vth
 
 Per-layer quantization error goes to ``node.meta["quant"]``: the scale, the bound that set it, the
 relative weight RMSE ``||w_int/S - w|| / ||w||``, the relative threshold error, the largest bias
-error (float units), the number of clipped biases, and the weight bits (magnitude bits + sign).
+error (float units), the number of clipped biases, and ``weight_bits``: the deployed bits per
+synapse (at most 8): the magnitude bits in an excitatory or inhibitory layer, the bits of the
+signed mantissa ``w_int / 2`` in a mixed one.
 """
 
 from __future__ import annotations
@@ -50,7 +71,47 @@ from snnc import ir
 from snnc.compile.passes import note
 from snnc.errors import SnncError
 from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_UNITY, STATE_WRAP
-from snnc.targets.loihi2.spec import BIAS_MAX, BIAS_MIN, U_LIMIT, VTH_MAX, W_MAX, W_MIN
+from snnc.targets.loihi2.netx import netx_dense_weights
+from snnc.targets.loihi2.spec import (
+    BIAS_MAX,
+    BIAS_MIN,
+    U_LIMIT,
+    VTH_MAX,
+    W_EXC_MAX,
+    W_INH_MIN,
+    W_MAX,
+    W_MIN,
+    weight_field_problem,
+    weight_sign_mode,
+)
+
+_NETX_TRIES = 8  # scale steps tried to make a dense matrix exact through netx (§1.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """The integers one member's weights round to: multiples of ``unit`` in ``[lo, hi]``."""
+
+    unit: int
+    lo: int
+    hi: int
+
+    def bound(self, w: np.ndarray) -> float:
+        """The largest scale that keeps ``round(w * scale)`` in ``[lo, hi]`` (inf if ``w`` is 0)."""
+        pos, neg = float(max(w.max(initial=0.0), 0.0)), float(max(-w.min(initial=0.0), 0.0))
+        return min(self.hi / pos if pos > 0 else math.inf, -self.lo / neg if neg > 0 else math.inf)
+
+
+def _grid(w: np.ndarray, dense: bool) -> _Grid:
+    """The 8-bit grid of a member with float weights ``w`` (its sign mode, docs/loihi2.md §1.5)."""
+    mode = weight_sign_mode(w)
+    if mode == "excitatory":
+        return _Grid(1, 0, W_EXC_MAX)
+    if mode == "inhibitory":
+        # netx calls a dense matrix with a zero "mixed" and Lava "inhibitory": odd values above
+        # 128 in magnitude are then zeroed (§1.5), so a dense one keeps to even values
+        return _Grid(2, -W_MAX, 0) if dense else _Grid(1, W_INH_MIN, 0)
+    return _Grid(2, W_MIN, W_MAX)
 
 
 def _row_sums(w: np.ndarray) -> np.ndarray:
@@ -58,11 +119,11 @@ def _row_sums(w: np.ndarray) -> np.ndarray:
     return np.maximum(np.clip(flat, 0, None).sum(1), np.clip(-flat, 0, None).sum(1))
 
 
-def _choose_scale(weights: list[np.ndarray], neuron: ir.CubaLIF, bias: np.ndarray | None):
+def _choose_scale(weights: list[np.ndarray], grids: list[_Grid], neuron: ir.CubaLIF, bias):
     bounds = {}
-    wmax = max(float(np.abs(w).max()) if w.size else 0.0 for w in weights)
-    if wmax > 0:
-        bounds["weight"] = W_MAX / wmax
+    wbound = min(g.bound(w) for w, g in zip(weights, grids, strict=True))
+    if wbound < math.inf:
+        bounds["weight"] = wbound
     bounds["threshold"] = VTH_MAX / float(neuron.threshold)
     if bias is not None and np.any(bias != 0):
         bounds["bias"] = BIAS_MAX / float(np.abs(bias).max())
@@ -75,10 +136,10 @@ def _choose_scale(weights: list[np.ndarray], neuron: ir.CubaLIF, bias: np.ndarra
     return bounds[which], which
 
 
-def _round_weights(w: np.ndarray, s: float, even: bool, block: int, col_axis: int) -> np.ndarray:
-    unit = 2 if even else 1
+def _round_weights(w: np.ndarray, s: float, grid: _Grid, block: int, col_axis: int) -> np.ndarray:
+    unit = grid.unit
     q = unit * np.round(w * s / unit)
-    q = np.clip(q, W_MIN, W_MAX)
+    q = np.clip(q, grid.lo, grid.hi)
     # a row (output channel) that is live in float must stay live in fixed point
     flat_w, flat_q = w.reshape(w.shape[0], -1), q.reshape(q.shape[0], -1).copy()
     for r in np.nonzero(~np.any(flat_q != 0, axis=1) & np.any(flat_w != 0, axis=1))[0]:
@@ -98,8 +159,14 @@ def _round_weights(w: np.ndarray, s: float, even: bool, block: int, col_axis: in
         qc2[c, j] = unit * np.sign(wc2[c, j])
     qc = qc2.reshape(qc.shape)
     if col_axis == 1 and w.ndim == 4:
-        return np.moveaxis(qc, 0, 1)
-    return qc.transpose(1, 0, 2).reshape(w.shape)
+        q = np.moveaxis(qc, 0, 1)
+    else:
+        q = qc.transpose(1, 0, 2).reshape(w.shape)
+    if weight_field_problem(q) is not None:
+        # a mixed layer whose positive weights all rounded to zero is inhibitory: -256 leaves
+        # its range [-255, 0] (a no-op otherwise: even values in [-254, 254] fit every mode)
+        q = np.clip(q, -W_MAX, W_MAX)
+    return q
 
 
 def _exact_threshold_scale(s: float, theta: float) -> float:
@@ -121,8 +188,25 @@ def _u_ok(qs: list[np.ndarray], current_decay: int) -> bool:
 
 
 def _bits(q: np.ndarray) -> int:
-    m = int(np.abs(q).max()) if q.size else 0
-    return max(1, m.bit_length()) + int(q.size > 0 and q.min() < 0)
+    """Deployed bits per synapse: the magnitude bits in an excitatory or inhibitory matrix, the
+    two's-complement bits of the mantissa ``q / 2`` in a mixed one (docs/loihi2.md §1.5)."""
+    if not q.size:
+        return 1
+    mode = weight_sign_mode(q)
+    if mode != "mixed":
+        return max(1, int(np.abs(q).max()).bit_length())
+    hi, lo = int(q.max()) // 2, int(q.min()) // 2
+    return 1 + max(hi.bit_length(), (-lo - 1).bit_length())
+
+
+def _netx_exact(q: np.ndarray) -> bool:
+    """netx + Lava reproduce the dense integers ``q`` exactly (an all-zero matrix counts as exact:
+    it is noted apart)."""
+    if not np.any(q):
+        return True
+    stored, exp = netx_dense_weights(q)
+    got = np.floor(stored * 2.0**exp) if exp < 0 else stored * 2**exp
+    return bool(np.array_equal(got, q))
 
 
 def _dense_block(graph: ir.Graph, shapes, name: str) -> int:
@@ -135,13 +219,13 @@ def _dense_block(graph: ir.Graph, shapes, name: str) -> int:
 
 def _quantize_pool(node: ir.Pool) -> tuple[ir.Pool, dict]:
     w, theta = float(node.weight), float(node.neuron.threshold)
-    for m in range(1, W_MAX + 1):
+    for m in range(1, W_EXC_MAX + 1):
         vth = m * theta / w
         if abs(vth - round(vth)) < 1e-9 and 1 <= round(vth) <= VTH_MAX:
             s, exact = m / w, True
             break
     else:
-        s, exact = W_MAX / w, False
+        s, exact = W_EXC_MAX / w, False
     wq, vth = round(w * s), max(1, round(theta * s))
     bias = node.neuron.bias
     bq = None if bias is None else np.clip(np.round(bias * s), BIAS_MIN, BIAS_MAX)
@@ -176,56 +260,61 @@ def _population_members(graph: ir.Graph, name: str, node: ir.Node) -> list[str] 
     return None
 
 
-def _round_population(graph, shapes, name, members, weights, neuron, s, which, notes):
-    """Round every member's weights at scale ``s``, shrinking ``s`` until ``u`` cannot wrap.
+def _round_population(graph, shapes, name, members, weights, grids, neuron, s, which, notes):
+    """Round every member's weights at scale ``s``, shrinking ``s`` until ``u`` cannot wrap and
+    netx reproduces every dense member (§1.5; given up after ``_NETX_TRIES`` steps).
 
-    Returns ``(rounded weights, even-rounded flags, scale, bound that set it)``.
+    Returns ``(rounded weights, scale, bound that set it, netx exact)``.
     """
-    shrink = 0
+    shrink = netx_tries = 0
+    first_u_ok = None
     while True:
-        qs, evens = [], []
-        for m, w in zip(members, weights, strict=True):
+        qs = []
+        for m, w, grid in zip(members, weights, grids, strict=True):
             dense = isinstance(graph.nodes[m], ir.Dense)
             block = _dense_block(graph, shapes, m) if dense else 1
-            q = _round_weights(w, s, False, block, col_axis=1)
-            # no positive weight left after rounding: an odd value would make Lava zero the
-            # matrix (§1.5), so round to even instead
-            even = dense and q.size > 0 and q.max() <= 0
-            if even:
-                q = _round_weights(w, s, True, block, col_axis=1)
-            qs.append(q)
-            evens.append(even)
-        # rounding (up to 1 per synapse in even mode) may push u past 24 bits: shrink the scale
-        if neuron.current_decay == 0 or _u_ok(qs, neuron.current_decay):
-            return qs, evens, s, which
-        if shrink == 200:  # only the kept non-zero mantissas are left: cannot do better
-            notes.append(f"{name}: u may exceed 24 bits if every input spikes at once")
-            return qs, evens, s, which
+            qs.append(_round_weights(w, s, grid, block, col_axis=1))
+        # rounding (up to 1 per synapse, 2 on an even grid) may push u past 24 bits: shrink
+        if neuron.current_decay != 0 and not _u_ok(qs, neuron.current_decay):
+            if shrink == 200:  # only the kept non-zero mantissas are left: cannot do better
+                notes.append(f"{name}: u may exceed 24 bits if every input spikes at once")
+                return qs, s, which, _all_netx_exact(graph, members, qs)
+            s = _exact_threshold_scale(s * 0.97, float(neuron.threshold))
+            shrink += 1
+            which = "u_range"
+            continue
+        if _all_netx_exact(graph, members, qs):
+            return qs, s, which, True
+        if first_u_ok is None:
+            first_u_ok = (qs, s, which)
+        if netx_tries == _NETX_TRIES:  # keep the best scale; the note says netx alters it
+            qs, s, which = first_u_ok
+            return qs, s, which, False
         s = _exact_threshold_scale(s * 0.97, float(neuron.threshold))
-        shrink += 1
-        which = "u_range"
+        netx_tries += 1
+        which = "netx"
 
 
-def _member_updates(graph, name, members, weights, qs, evens, s, which, new, notes):
+def _all_netx_exact(graph, members, qs) -> bool:
+    return all(
+        _netx_exact(q) for m, q in zip(members, qs, strict=True) if isinstance(graph.nodes[m], ir.Dense)
+    )
+
+
+def _member_updates(graph, name, members, weights, qs, s, new, notes):
     """The members with their rounded weights (into ``new``); notes on netx's traps (§1.5).
 
-    Returns ``(relative weight RMSE, weight bits, netx_exact)``.
+    Returns ``(relative weight RMSE, weight bits)``.
     """
     err_num = err_den = 0.0
     bits = 0
-    netx_exact = True
-    for m, w, q, even in zip(members, weights, qs, evens, strict=True):
+    for m, w, q in zip(members, weights, qs, strict=True):
         mn = graph.nodes[m]
         dense = isinstance(mn, ir.Dense)
-        if even and np.any(q) and q.min() != -W_MAX:
-            # netx scales an all-non-positive matrix to min -256 and Lava's inhibitory clip and
-            # truncation then change it unless its minimum is exactly -254 (§1.5, checked with
-            # the real functions)
-            netx_exact = False
+        if dense and not _netx_exact(q):
             notes.append(
-                f"{m}: all weights <= 0 and their minimum is not -254 (scale set by {which}); "
-                "netx will not "
-                "reproduce this layer exactly (docs/loihi2.md §1.5)"
+                f"{m}: netx will not reproduce this layer exactly: all weights <= 0 and the "
+                "minimum is minus a power of two (docs/loihi2.md §1.5)"
             )
         if dense and not np.any(q):
             notes.append(
@@ -238,7 +327,7 @@ def _member_updates(graph, name, members, weights, qs, evens, s, which, new, not
         wmeta = {} if m == name else {"quant": {"scale": s, "group": name}}
         new[m] = ir.replace(new.get(m, mn), weight=q, weight_exp=0, meta=wmeta)
     rmse = float(np.sqrt(err_num / err_den)) if err_den > 0 else 0.0
-    return rmse, bits, netx_exact
+    return rmse, bits
 
 
 def _quantize_bias(bias: np.ndarray | None, s: float, name: str, notes: list[str]):
@@ -263,10 +352,13 @@ def _quantize_population(graph, shapes, name, members, new, notes) -> None:
     neuron = node.neuron
     weights = [graph.nodes[m].weight * 2.0 ** graph.nodes[m].weight_exp for m in members]
     bias = neuron.bias
-    s, which = _choose_scale(weights, neuron, bias)
+    grids = [_grid(w, isinstance(graph.nodes[m], ir.Dense)) for m, w in zip(members, weights, strict=True)]
+    s, which = _choose_scale(weights, grids, neuron, bias)
     s = _exact_threshold_scale(s, float(neuron.threshold))
-    qs, evens, s, which = _round_population(graph, shapes, name, members, weights, neuron, s, which, notes)
-    rmse, bits, netx_exact = _member_updates(graph, name, members, weights, qs, evens, s, which, new, notes)
+    qs, s, which, netx_exact = _round_population(
+        graph, shapes, name, members, weights, grids, neuron, s, which, notes
+    )
+    rmse, bits = _member_updates(graph, name, members, weights, qs, s, new, notes)
     vth = int(min(max(1, round(float(neuron.threshold) * s)), VTH_MAX))
     bq, clipped, berr = _quantize_bias(bias, s, name, notes)
     info = {

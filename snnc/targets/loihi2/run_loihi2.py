@@ -7,7 +7,13 @@ X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F
 Y: (N, *output_shape, T) spikes of the last layer as recorded at net.out (each synaptic layer adds
 one
 step of latency). Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no
-network.net) also needs snnc installed, whose process builder wires Lava Dense/Conv/LIF processes.
+network.net) also needs snnc installed, whose process builder wires Lava Dense/Sparse/Conv/LIF
+processes.
+
+Sparse synapses: a dense layer whose ``synapse`` key is ``sparse`` (snnc's choice where pruning made
+that smaller) runs as a Lava ``Sparse`` process. netx's switch for it, ``sparse_fc_layer=True``,
+applies to every dense layer, so it is passed when all are sparse; a file mixing both has each layer
+built by netx's own ``create_dense`` with the layer's choice.
 """
 
 import argparse
@@ -31,6 +37,45 @@ def run_config():
         return Loihi2SimCfg(select_tag="fixed_pt")
 
 
+def _sparse_layers(path):
+    """Per dense layer, in file order: whether its ``synapse`` key says ``sparse``."""
+    import h5py
+
+    out = []
+    with h5py.File(path, "r") as f:
+        for i in sorted(int(k) for k in f["layer"].keys()):
+            g = f["layer"][str(i)]
+            if bytes(np.asarray(g["type"][()]).reshape(-1)[0]).rstrip(b"\0") == b"dense":
+                out.append(_marked_sparse(g))
+    return out
+
+
+def _marked_sparse(group):
+    key = np.asarray(group["synapse"][()]).reshape(-1)[0] if "synapse" in group else b""
+    return bytes(key).rstrip(b"\0") == b"sparse"
+
+
+def netx_network(path):
+    """netx's Network with each dense layer's synapse (Dense or Sparse) as the file says."""
+    from lava.lib.dl import netx
+
+    sparse = _sparse_layers(path)
+    if not any(sparse):
+        return netx.hdf5.Network(net_config=str(path))
+    if all(sparse):
+        return netx.hdf5.Network(net_config=str(path), sparse_fc_layer=True)
+
+    class PerLayerSynapseNetwork(netx.hdf5.Network):
+        @staticmethod
+        def create_dense(layer_config, *args, **kwargs):
+            kwargs["sparse_synapse"] = _marked_sparse(layer_config.f)
+            return netx.hdf5.Network.create_dense(layer_config, *args, **kwargs)
+
+    net = PerLayerSynapseNetwork(net_config=str(path))
+    net.__class__ = netx.hdf5.Network  # Lava finds the model of a process by its class
+    return net
+
+
 def run_sample(sample):
     from lava.magma.core.run_conditions import RunSteps
     from lava.proc import io
@@ -38,9 +83,9 @@ def run_sample(sample):
     steps = sample.shape[-1]
     data = sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample  # CHW -> Lava WHC
     if (HERE / "network.net").exists():
-        from lava.lib.dl import netx
-
-        net = netx.hdf5.Network(net_config=str(HERE / "network.net"))
+        net = netx_network(HERE / "network.net")
+        if len(net.inp.shape) == 1 and sample.ndim == 4:  # input layer then flatten: C.H.W order
+            data = sample.reshape(-1, steps)
         src = io.source.RingBuffer(data=data.astype(np.int32))
         sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
         src.s_out.connect(net.inp)

@@ -9,14 +9,67 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_BITS, STATE_BITS, STATE_WRAP
 from snnc.targets.base import FixedPointSpec
 
 # -- weights (docs/loihi2.md §1.5, §2.2) -------------------------------------------------------------
-WEIGHT_MANTISSA_BITS = 8  # Lava's weight register: an 8-bit magnitude (num_weight_bits <= 8)
-WEIGHT_BITS = WEIGHT_MANTISSA_BITS + 1  # with the sign: what the report and map_cores count
-W_MIN = -(1 << WEIGHT_MANTISSA_BITS)  # -256
-W_MAX = (1 << WEIGHT_MANTISSA_BITS) - 2  # 254: [-256, 254] passes netx and Lava's clip exactly
+# A synapse's weight field: Lava's max_num_weight_bits, the sign included in mixed mode. What a
+# synapse holds is what ``truncate_weights(clip_weights(w, mode, 8), mode, 8)`` leaves unchanged
+# (lava/utils/weightutils.py): per sign mode (``determine_sign_mode``: all >= 0 excitatory, else
+# all <= 0 inhibitory, else mixed) the ranges below.
+WEIGHT_BITS = 8  # bits per synapse, as the report and map_cores count them
+WEIGHT_MANTISSA_BITS = WEIGHT_BITS  # Lava's max_num_weight_bits (netx's and the Dense model's 8)
+W_MIN = -(1 << WEIGHT_BITS)  # -256: mixed mode, even values only (one bit truncated)
+W_MAX = (1 << WEIGHT_BITS) - 2  # 254
+W_EXC_MAX = (1 << WEIGHT_BITS) - 1  # 255: excitatory mode, any integer in [0, 255]
+W_INH_MIN = -W_EXC_MAX  # -255: inhibitory mode, any integer in [-255, 0]
+
+
+def weight_sign_mode(w: np.ndarray) -> str:
+    """Lava's ``determine_sign_mode`` of weights: ``"excitatory"`` (all >= 0), ``"inhibitory"``
+    (all <= 0) or ``"mixed"``."""
+    w = np.asarray(w)
+    if w.size == 0 or w.min() >= 0:
+        return "excitatory"
+    return "inhibitory" if w.max() <= 0 else "mixed"
+
+
+def lava_weights(
+    w: np.ndarray, num_weight_bits: int = WEIGHT_MANTISSA_BITS, mode: str | None = None
+) -> np.ndarray:
+    """What Lava's synapse keeps of integer weights ``w``: ``truncate_weights(clip_weights(w, mode,
+    8), mode, num_weight_bits)`` (``lava/utils/weightutils.py``; the Dense and Sparse models' first
+    step, docs/loihi2.md §1.5, §2.2), ``mode`` Lava's ``determine_sign_mode`` of ``w`` unless given."""
+    w = np.asarray(w).astype(np.int64)
+    mode = mode or weight_sign_mode(w)
+    mixed, inh = int(mode == "mixed"), mode == "inhibitory"
+    ws = -w if inh else w.copy()
+    ws = np.clip(ws, -(2**WEIGHT_MANTISSA_BITS) * mixed, 2**WEIGHT_MANTISSA_BITS - 1)
+    k = WEIGHT_MANTISSA_BITS - num_weight_bits + mixed
+    ws = (ws >> k) << k if k >= 0 else np.zeros_like(ws)
+    return -ws if inh else ws
+
+
+def weight_field_problem(w: np.ndarray) -> str | None:
+    """Why integer weights ``w`` do not fit a synapse's 8-bit weight field, or ``None`` if they fit.
+
+    The rule of Lava's clip to 8 bits then truncation at ``num_weight_bits = 8``: excitatory
+    [0, 255], inhibitory [-255, 0], mixed even values in [-256, 254] (docs/loihi2.md §1.5).
+    """
+    w = np.asarray(w)
+    mode = weight_sign_mode(w)
+    bad = lava_weights(w, mode=mode) != w
+    if not bad.any():
+        return None
+    grid = {
+        "excitatory": f"integers in [0, {W_EXC_MAX}]",
+        "inhibitory": f"integers in [{W_INH_MIN}, 0]",
+        "mixed": f"even integers in [{W_MIN}, {W_MAX}]",
+    }[mode]
+    return f"{mode} weights must be {grid}; {int(bad.sum())} of {w.size} are not, e.g. {w[bad].flat[0]}"
+
 
 # -- neuron (docs/loihi2.md §4) ----------------------------------------------------------------------
 VTH_MAX = 2**17 - 1  # 17-bit threshold mantissa

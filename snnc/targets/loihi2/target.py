@@ -18,6 +18,7 @@ from snnc.compile.passes import run_passes
 from snnc.errors import SnncError
 from snnc.ir import Graph
 from snnc.targets.base import FixedPointSpec, emit_dir, require_fixed, save_graph_file
+from snnc.targets.loihi2.check import require_rules
 from snnc.targets.loihi2.map_cores import map_cores
 from snnc.targets.loihi2.netx import NETX_FILE, check_netx_expressible, read_netx, write_netx
 from snnc.targets.loihi2.quantize import quantize
@@ -75,6 +76,7 @@ class Loihi2Target(Loihi2Lowering):
     def emit(self, graph: Graph, out_dir: Path) -> list[str]:
         out = emit_dir(graph, out_dir)
         require_fixed(graph, self.name)
+        require_rules(graph)  # the hardware rules (docs/loihi2.md §8), before any file is written
         files: list[str] = []
         try:
             check_netx_expressible(graph)

@@ -26,10 +26,10 @@ def _dense(n_in: int, n_out: int):
 
 
 def test_hand_computed_dense_mapping():
-    # 2000 neurons x 100 inputs, 9 packed bits per synapse (float graph: the 9 bits it will get)
+    # 2000 neurons x 100 inputs, 8 packed bits per synapse (float graph: the 8 bits it will get)
     g = map_cores(_dense(100, 2000))
     m = g.nodes["fc"].meta["mapping"]
-    per_neuron = 100 * 9 / 8 + NEURON_STATE_BYTES  # 120.5 bytes
+    per_neuron = 100 * 8 / 8 + NEURON_STATE_BYTES  # 108 bytes
     assert m["cores"] == 2  # 2000 * 120.5 = 241000 bytes > 128 KiB, 1000 * 120.5 fits
     assert 2000 * per_neuron > 128 * 1024 >= 1000 * per_neuron
     assert m["neurons"] == 2000 and m["synapses"] == 200_000
@@ -44,7 +44,7 @@ def test_neuron_limit_splits_layer():
 
 def test_layer_that_cannot_fit_names_layer_and_limit():
     with pytest.raises(SnncError, match=r"layer fc: one neuron needs .* bytes .* 131072-byte SRAM"):
-        map_cores(_dense(120_000, 4), CoreLimits(in_axons_per_core=10**6))
+        map_cores(_dense(140_000, 4), CoreLimits(in_axons_per_core=10**6))
     with pytest.raises(SnncError, match=r"layer fc needs 5000 input axons .* limit of 4096"):
         map_cores(_dense(5000, 4))
 
