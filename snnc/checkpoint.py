@@ -19,8 +19,8 @@ header differ from what was written is refused, saying which. A file without a c
 deleted or null) is refused.
 
 Files written before the digest covered the header carry ``"sha256": tensor_digest(...)`` and no
-``digest``; they still load when their tensors verify (their header is not covered: re-export them
-to cover it). A ``digest`` key, even null, means the new form, so it cannot be downgraded by nulling.
+``digest``; they are refused (re-export them): were they read, anyone could turn a current file
+into that form and edit its header undetected.
 The checksum detects corruption and edits by anything that does not recompute it; it is not a
 signature (whoever can write the file can recompute it).
 
@@ -128,11 +128,9 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], head
 
 
 def verify_checksum(header: dict, tensors: dict, path: Path | str) -> str:
-    """Check a model header's checksum against its tensors; return what it covers.
-
-    ``"tensors+header"`` for the current ``digest``, ``"tensors"`` for a file written before it
-    (``sha256`` only). Raises :class:`SnncError` when the checksum is missing, null, malformed or
-    does not match."""
+    """Check a model header's checksum against its tensors; return what it covers
+    (``"tensors+header"``). Raises :class:`SnncError` when the checksum is missing, null, malformed,
+    of the old tensor-only kind (``sha256``) or does not match."""
     modified = f"the file was modified after it was written; {_REEXPORT}"
     if "digest" in header:
         d = header["digest"]
@@ -164,9 +162,10 @@ def verify_checksum(header: dict, tensors: dict, path: Path | str) -> str:
         raise SnncError(
             f"{path}: model file has no checksum ({what}), so changes to it cannot be detected; {_REEXPORT}"
         )
-    if header["sha256"] != tensor_digest(tensors):
-        raise SnncError(f"{path}: tensor data does not match its checksum: {modified}")
-    return "tensors"
+    raise SnncError(
+        f"{path}: the model file's checksum ('sha256') covers its tensors only, so an edit of its "
+        f"header (architecture, neuron, data settings) cannot be detected; {_REEXPORT} of this version"
+    )
 
 
 def sniff(path: Path) -> str:

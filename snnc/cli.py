@@ -152,7 +152,33 @@ def finish(outcome: Outcome | None, quiet: bool, as_json: bool) -> None:
         click.echo(line)
 
 
-@click.group(context_settings=CONTEXT)
+class OneLineErrorsGroup(click.Group):
+    """The ``snnc`` group: click's own errors (a missing option, a bad value, an unknown command)
+    are one line ``snnc: error: ...`` and exit 2, as snnc's usage errors are, not click's usage
+    block; the help it points to is named at the end of the line."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:  # bare `snnc`: the help
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"snnc: error: {one_line(e.format_message())}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"snnc: error: {one_line(e.format_message())}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("snnc: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=OneLineErrorsGroup, context_settings=CONTEXT)
 @click.version_option(package_name="snnc")
 def cli() -> None:
     """snnc: prune, compile and verify spiking networks for Loihi 2."""

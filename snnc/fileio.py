@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnc.errors import SnncError, UsageError
+from snnc.errors import UsageError
 
 
 def jsonable(obj):
@@ -81,10 +81,21 @@ def check_not_inside(inputs: dict[str, str | os.PathLike], out_dir: str | os.Pat
 def _check_parent(path: Path) -> Path:
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise SnncError(f"output directory {parent} does not exist; create it first")
+        raise UsageError(f"output directory {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
-        raise SnncError(f"output directory {parent} is not writable; choose another output path")
+        raise UsageError(f"output directory {parent} is not writable; choose another output path")
     return parent
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OS error while creating or renaming an output (``/proc``, ``/sys``, a read-only or full
+    file system) as a one-line :class:`UsageError` (a path problem, exit 2) naming the path."""
+    try:
+        yield
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UsageError(f"cannot write {path} ({why}); choose another output path") from None
 
 
 # Signals and atomic writes: a SIGINT/SIGTERM handler (install_signal_handlers) removes every temp
@@ -124,14 +135,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success rename it onto ``path``, on error delete it."""
     path = Path(path)
     parent = _check_parent(path)
-    with _deferred_signals():
+    with _deferred_signals(), _writing(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
         os.close(fd)
         tmp_path = Path(tmp)
         _LIVE.add(tmp_path)
     try:
         yield tmp_path
-        with _deferred_signals():
+        with _deferred_signals(), _writing(path):
             os.replace(tmp_path, path)
             _LIVE.discard(tmp_path)
     except BaseException:
@@ -146,13 +157,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     parent = _check_parent(path)
     if path.exists() and not path.is_dir():
-        raise SnncError(f"{path} exists and is not a directory; choose another output directory")
-    with _deferred_signals():
+        raise UsageError(f"{path} exists and is not a directory; choose another output directory")
+    with _deferred_signals(), _writing(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
         _LIVE.add(tmp)
     try:
         yield tmp
-        with _deferred_signals():
+        with _deferred_signals(), _writing(path):
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
                 os.replace(path, old / "x")

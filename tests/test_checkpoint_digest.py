@@ -1,4 +1,4 @@
-"""The model file's checksum: it covers tensors and header, cannot be switched off, old files load."""
+"""The model file's checksum: it covers tensors and header and cannot be switched off or downgraded."""
 
 from __future__ import annotations
 
@@ -136,37 +136,28 @@ def _old_format(tmp_path, name="old.pt", **override):
     return p, m
 
 
-def test_old_format_still_loads(tmp_path):
-    p, m = _old_format(tmp_path)
-    m2, header = checkpoint.load_model(p)
-    assert "digest" not in header
-    for k, v in m.state_dict().items():
-        assert torch.equal(v, m2.state_dict()[k]), k
-
-
-def test_old_format_tensor_tampering(tmp_path):
-    p, _ = _old_format(tmp_path)
-    data = bytearray(p.read_bytes())
-    data[-5] ^= 0xFF
-    p.write_bytes(bytes(data))
-    with pytest.raises(SnncError, match="tensor data does not match its checksum"):
+@pytest.mark.parametrize("value", ["good", None, "0" * 64])
+def test_old_tensor_only_checksum_is_refused(tmp_path, value):
+    kwargs = {} if value == "good" else {"sha256": value}
+    p, _ = _old_format(tmp_path, **kwargs)
+    with pytest.raises(SnncError, match="checksum"):
         checkpoint.load_model(p)
 
 
-@pytest.mark.parametrize("value, needle", [(None, "'sha256' is null"), ("0" * 64, "does not match")])
-def test_old_format_null_or_wrong_checksum(tmp_path, value, needle):
-    p, _ = _old_format(tmp_path, sha256=value)
-    with pytest.raises(SnncError, match=needle):
+def test_downgrade_to_the_old_checksum_cannot_hide_a_header_edit(tmp_path):
+    """A current file turned into the old form (digest removed, a valid tensor-only sha256 added)
+    with its threshold edited: refused."""
+    p = _saved(tmp_path)
+    tensors, _ = checkpoint.read_tensors(p)
+
+    def downgrade(h):
+        del h["digest"]
+        h["sha256"] = checkpoint.tensor_digest(tensors)
+        h["neuron"]["threshold"] = 9.0
+
+    _edit_header(p, downgrade)
+    with pytest.raises(SnncError, match="covers its tensors only"):
         checkpoint.load_model(p)
-
-
-def test_resaving_an_old_file_upgrades_it(tmp_path):
-    p, _ = _old_format(tmp_path)
-    model, header = checkpoint.load_model(p)
-    out = tmp_path / "new.pt"
-    checkpoint.save_model(out, model, header["data"], header["meta"])
-    assert "sha256" not in _header(out) and _header(out)["digest"]["covers"] == "tensors+header"
-    checkpoint.load_model(out)
 
 
 def test_other_formats_keep_the_tensor_sha256(tmp_path):

@@ -45,6 +45,29 @@ def test_usage_errors_exit_2(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_clicks_own_usage_errors_are_one_line(tmp_path):
+    """A missing option or argument, a bad value, an unknown command or option: one line, exit 2."""
+    cases = [
+        (("train", "--arch", "nope", "-o", tmp_path / "m.pt"), ["--arch", "snnc train --help"]),
+        (("compile", "m.pt"), ["missing option", "--output"]),
+        (("simulate",), ["missing argument", "NET"]),
+        (("train", "--epochs", "-3", "-o", tmp_path / "m.pt"), ["--epochs"]),
+        (("bogus",), ["no such command", "bogus"]),
+        (("inspect", "--frobnicate", "x"), ["no such option", "--frobnicate"]),
+    ]
+    for args, needles in cases:
+        proc = run_snnc(*args)
+        assert_one_line_error(proc, *needles)
+        assert proc.returncode == 2, args
+    proc = run_snnc()  # bare `snnc` shows the help
+    assert proc.returncode == 0 and "Commands:" in proc.stdout
+
+
 def test_unwritable_output(tmp_path):
     proc = run_snnc("train", "--epochs", "0", "-o", tmp_path / "no" / "such" / "dir" / "m.pt")
     assert_one_line_error(proc, "does not exist")
+    assert proc.returncode == 2
+    for bad in ("/proc/m.pt", "/sys/m.pt"):  # directories that exist but take no new files
+        proc = run_snnc("train", "--epochs", "0", "-o", bad)
+        assert_one_line_error(proc, bad)
+        assert proc.returncode == 2

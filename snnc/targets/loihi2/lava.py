@@ -60,7 +60,8 @@ def _from_lava(y: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _netx_file(graph_or_path):
+def netx_file(graph_or_path):
+    """A netx file for a graph (written to a temporary file, removed afterwards) or the path given."""
     if isinstance(graph_or_path, Graph):
         fd, tmp = tempfile.mkstemp(suffix=".net")
         os.close(fd)
@@ -162,7 +163,7 @@ def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndar
         for sample in s:
             outs.append(_run_one_processes(graph, sample))
     else:
-        with _netx_file(graph_or_path) as net_path:
+        with netx_file(graph_or_path) as net_path:
             for sample in s:
                 outs.append(_run_one_netx(net_path, sample))
     return np.stack(outs).astype(np.int8)

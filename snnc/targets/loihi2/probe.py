@@ -22,14 +22,12 @@ import io as _io
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from snnc.errors import UsageError
 from snnc.ir import Add, Graph
-from snnc.targets.loihi2.lava import build_processes, connect_source
-from snnc.targets.loihi2.netx import write_netx
+from snnc.targets.loihi2.lava import build_processes, connect_source, netx_file
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def probe_lava(
         raise UsageError(f"via must be 'netx' or 'processes', got {via!r}")
     s = check_input(graph, x)
     runs = []
-    with _netx_file(graph, via == "netx") as path:
+    with netx_file(graph) if via == "netx" else contextlib.nullcontext() as path:
         for sample in s:
             runs.append(_run_one(graph, layers, state, path, sample.astype(np.int32)))
     out = {}
@@ -85,20 +83,6 @@ def probe_lava(
         v = np.stack([r[2] for r in recs]) if name in state else None
         out[name] = LavaLayer(np.stack([r[0] for r in recs]).astype(np.int8), u, v)
     return out
-
-
-@contextlib.contextmanager
-def _netx_file(graph: Graph, needed: bool):
-    if not needed:
-        yield None
-        return
-    fd, tmp = tempfile.mkstemp(suffix=".net")
-    os.close(fd)
-    try:
-        write_netx(graph, tmp)
-        yield tmp
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _run_one(graph: Graph, layers: list[str], state, path: str | None, sample: np.ndarray) -> dict:
