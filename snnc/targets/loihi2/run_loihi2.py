@@ -114,12 +114,36 @@ def main():
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     a = p.parse_args()
-    x = np.load(a.input, allow_pickle=False)
-    if x.ndim < 3 or not np.all((x == 0) | (x == 1)):
-        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
+    x = read_spikes(a.input)
+    out = Path(a.output)
+    if out.exists() and out.resolve() == Path(a.input).resolve():
+        sys.exit("error: --output is the --input file; choose another output path")
     y = np.stack([run_sample(s) for s in x]).astype(np.int8)
-    np.save(a.output, y)
+    tmp = out.with_name(f".{out.name}.tmp.npy")
+    try:
+        np.save(tmp, y)
+        tmp.replace(out)  # whole or not at all
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"{a.output}: {y.shape}, {int(y.sum())} spikes")
+
+
+def read_spikes(path):
+    """X.npy as (N, *input_shape, T) 0/1 int8 (bool bytes normalised: any nonzero byte is a spike;
+    integers 0/1; floats exactly 0.0/1.0), or exit with one line."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises many kinds on a damaged file
+        sys.exit(f"error: cannot read {path} ({type(e).__name__}); save spikes with numpy.save")
+    if not isinstance(x, np.ndarray) or x.ndim < 3 or x.shape[0] == 0 or x.shape[-1] == 0:
+        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes with N, T >= 1")
+    if x.dtype == np.bool_:
+        return (x.view(np.uint8) != 0).astype(np.int8)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        sys.exit(f"error: input dtype {x.dtype} is not numeric; give 0/1 spikes")
+    if not np.all((x == 0) | (x == 1)):
+        sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
+    return x.astype(np.int8)
 
 
 if __name__ == "__main__":

@@ -196,6 +196,28 @@ def test_emitted_runner_script_runs_standalone(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), simulate(g, x).output)
+    # bool storage holding any byte runs as spikes; bad input is one line, no Y left behind
+    raw = x.astype(np.uint8) * np.uint8(7)
+    np.save(tmp_path / "xb.npy", raw.view(np.bool_))
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY junk")
+    np.save(tmp_path / "half.npy", x * 0.5)
+    for name, ok in (("xb.npy", True), ("junk.npy", False), ("half.npy", False), ("x.npy", False)):
+        out = "x.npy" if name == "x.npy" else "yb.npy"  # the last: --output is the input
+        proc = subprocess.run(
+            [sys.executable, "run_loihi2.py", "--input", name, "--output", out],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert (proc.returncode == 0) == ok, (name, proc.stderr[-2000:])
+        if ok:
+            np.testing.assert_array_equal(np.load(tmp_path / out), simulate(g, x).output)
+            (tmp_path / out).unlink()
+        else:
+            assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr, proc.stderr
+            assert not (tmp_path / "yb.npy").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), x)
 
 
 def test_evaluate_with_lava_backend_equals_sim(tmp_path):
