@@ -57,7 +57,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snnc.errors import SnncError
+from snnc.errors import SnncError, UsageError
 from snnc.fileio import atomic_path
 
 if TYPE_CHECKING:  # torch takes ~1.5 s to import; `snnc simulate` never needs it
@@ -70,6 +70,8 @@ DIGEST_ALGO = "sha256"
 DIGEST_COVERS = "tensors+header"
 _DIGEST_TAG = b"snnc-model digest: sha256 over tensors+header\n"
 _REEXPORT = "re-export it with snnc train/prune"
+# the first line of a Git LFS pointer: a clone without `git lfs pull` holds this text, not the file
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -169,9 +171,10 @@ def verify_checksum(header: dict, tensors: dict, path: Path | str) -> str:
 
 
 def sniff(path: Path) -> str:
-    """'safetensors', 'torch-zip', 'pickle', 'hdf5' or 'unknown', from the first bytes."""
+    """'safetensors', 'torch-zip', 'pickle', 'hdf5', 'lfs-pointer' or 'unknown', from the first
+    bytes."""
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(len(LFS_POINTER))
     # safetensors first: its 8-byte header length can begin like a pickle's PROTO opcode (an
     # 896-byte header is 80 03 00 ...). A pickle taken for safetensors (it would need a plausible
     # length and "{" at byte 8) is then refused as a corrupt safetensors file, never unpickled.
@@ -185,7 +188,18 @@ def sniff(path: Path) -> str:
         return "pickle"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
         return "hdf5"
+    if head == LFS_POINTER:
+        return "lfs-pointer"
     return "unknown"
+
+
+def refuse_lfs_pointer(path: str | os.PathLike, kind: str | None = None) -> None:
+    """Raise :class:`UsageError` when ``path`` (a file, of sniffed ``kind`` when known) is a Git LFS
+    pointer: the repository was cloned without its large files."""
+    if kind is None:
+        kind = sniff(Path(path)) if Path(path).is_file() else "unknown"
+    if kind == "lfs-pointer":
+        raise UsageError(f"{path} is a Git LFS pointer, not the file; run `git lfs pull` in its repository")
 
 
 def _require_file(path: str | os.PathLike) -> Path:
@@ -201,6 +215,7 @@ def read_tensors(path: str | os.PathLike, trust_pickle: bool = False) -> tuple[d
     """Read ``(tensors, header)`` from a model file, validating format, version, arch and checksum."""
     path = _require_file(path)
     kind = sniff(path)
+    refuse_lfs_pointer(path, kind)
     if kind in ("torch-zip", "pickle"):
         if not trust_pickle:
             raise SnncError(

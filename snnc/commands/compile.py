@@ -90,7 +90,7 @@ def target_limits(target, cores: int | None):
 def read_source(opts: CompileOptions) -> Source:
     """The model file's traced graph (with its data settings) or the netx file's graph."""
     from snnc import checkpoint
-    from snnc.compile.pipeline import DEFAULT_DATA, data_settings
+    from snnc.compile.pipeline import NETX_DATA, data_settings
 
     path = Path(opts.model)
     if not path.exists():
@@ -103,7 +103,7 @@ def read_source(opts: CompileOptions) -> Source:
         graph = read_netx(path)
         if opts.calib is not None:
             raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
-        return Source(graph, dict(DEFAULT_DATA), {"kind": "netx", "path": str(path)})
+        return Source(graph, dict(NETX_DATA), {"kind": "netx", "path": str(path)})
     from snnc.compile.trace import trace
     from snnc.ir import GraphError
     from snnc.ir.limits import check_graph
@@ -116,20 +116,24 @@ def read_source(opts: CompileOptions) -> Source:
     return Source(graph, data_settings(header), {"kind": "model", "path": str(path)})
 
 
-def encode_split(dataset: str, split: str, n: int | None, data: dict, seed: int):
-    """The first ``n`` samples of a dataset split as uint8 spikes (encoded as ``data`` says), and
-    their labels."""
+def encode_split(dataset: str, split: str, n: int | None, data: dict, seed: int, source: Source):
+    """The first ``n`` samples of a dataset split, shaped for ``source``'s graph input, as uint8
+    spikes (encoded as ``data`` says, snnc's defaults for what it leaves unknown), and their labels."""
     import torch
 
     from snnc import data as D
+    from snnc.compile.pipeline import DEFAULT_DATA
 
     ds = D.load(dataset)
     x, y = ds.split(split)
     if n is not None:
         x, y = x[:n], y[:n]
+    x = D.fit_images(x, source.graph.input.shape, dataset, source.info["path"])
+    steps = int(data["steps"] or DEFAULT_DATA["steps"])
+    encoding = data["encoding"] or DEFAULT_DATA["encoding"]
     gen = torch.Generator()
     gen.manual_seed(seed)
-    spikes = D.encode(x, int(data["steps"]), data["encoding"], generator=gen).numpy()
+    spikes = D.encode(x, steps, encoding, generator=gen).numpy()
     return spikes.astype(np.uint8), np.asarray(y)
 
 
@@ -153,11 +157,11 @@ def accuracy(reference, compiled, spikes, labels, dataset: str) -> dict:
     }
 
 
-def accuracy_check(opts: CompileOptions, data: dict) -> Callable | None:
+def accuracy_check(opts: CompileOptions, data: dict, source: Source) -> Callable | None:
     """``accuracy_fn(source, final)`` on ``--limit`` test samples of ``--dataset``, if one is given."""
     if opts.dataset is None:
         return None
-    spikes, labels = encode_split(opts.dataset, "test", opts.limit, data, opts.seed)
+    spikes, labels = encode_split(opts.dataset, "test", opts.limit, data, opts.seed, source)
     return lambda ref, fin: accuracy(ref, fin, spikes, labels, opts.dataset)
 
 
@@ -189,6 +193,17 @@ def write_build(out: Path, compiled: Compiled, target) -> dict:
     return report
 
 
+def _defaults_note(data: dict) -> str:
+    """What the accuracy line adds when the source records no steps or encoding (a netx file)."""
+    from snnc.compile.pipeline import DEFAULT_DATA
+
+    unknown = [k for k in ("steps", "encoding") if data.get(k) is None]
+    if not unknown:
+        return ""
+    used = ", ".join(f"{k} {DEFAULT_DATA[k]}" for k in unknown)
+    return f"; {' and '.join(unknown)} unknown (the file records none), encoded with snnc's default {used}"
+
+
 def outcome(report: dict, opts: CompileOptions) -> Outcome:
     """The report (``--json``), and the before/after table and the accuracy line."""
     from snnc.compile.report import table_rows
@@ -200,7 +215,7 @@ def outcome(report: dict, opts: CompileOptions) -> Outcome:
         lines = (
             f"accuracy on {a['samples']} {a['dataset']} test samples: "
             f"{a['reference_precision']} {100 * a['reference']:.2f}% -> compiled "
-            f"{100 * a['compiled']:.2f}% ({100 * a['difference']:+.2f} pt)",
+            f"{100 * a['compiled']:.2f}% ({100 * a['difference']:+.2f} pt)" + _defaults_note(report["data"]),
         )
     return Outcome(
         report, table=Table(f"snnc compile -> {opts.output} ({opts.target})", cols, rows), lines=lines
@@ -219,7 +234,7 @@ def run_compile(opts: CompileOptions, log: Callable[[str], None] | None = None) 
     data = source.data if opts.dataset is None else {**source.data, "dataset": opts.dataset}
     calibration = None
     if opts.calib is not None:
-        calibration, _ = encode_split(opts.dataset, "train", opts.calib, data, opts.seed)
+        calibration, _ = encode_split(opts.dataset, "train", opts.calib, data, opts.seed, source)
     compiled = compile_graph(
         source.graph,
         target,
@@ -227,7 +242,7 @@ def run_compile(opts: CompileOptions, log: Callable[[str], None] | None = None) 
         log=log,
         source=source.info,
         data=data,
-        accuracy_fn=accuracy_check(opts, data),
+        accuracy_fn=accuracy_check(opts, data, source),
         limits=limits,
     )
     report = write_build(Path(opts.output), compiled, target)

@@ -157,6 +157,7 @@ def count_correct(
 def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Outcome:
     """Evaluate as ``opts`` says; the result's ``accuracy`` is in [0, 1]."""
     from snnc import data as D
+    from snnc.compile.pipeline import DEFAULT_DATA
 
     if opts.backend not in BACKENDS:
         raise UsageError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -165,17 +166,17 @@ def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Out
     dataset = opts.dataset or subject.settings.get("dataset")
     if dataset is None:
         raise UsageError(f"{path} records no dataset; give --dataset digits or mnist")
-    steps = int(opts.steps or subject.settings.get("steps") or 16)
-    encoding = opts.encoding or subject.settings.get("encoding") or "rate"
+    # a netx file (or a build of one) records no steps or encoding: snnc's defaults, said so below
+    defaulted = [k for k, v in (("steps", opts.steps), ("encoding", opts.encoding)) if v is None]
+    defaulted = [k for k in defaulted if not subject.settings.get(k)]
+    steps = int(opts.steps or subject.settings.get("steps") or DEFAULT_DATA["steps"])
+    encoding = opts.encoding or subject.settings.get("encoding") or DEFAULT_DATA["encoding"]
     graph = compiled_graph(subject, path) if opts.backend != "torch" else None
     x, y = D.load(dataset).test
     if opts.limit is not None:
         x, y = x[: opts.limit], y[: opts.limit]
-    if graph is not None and tuple(graph.input.shape) != tuple(x.shape[1:]):
-        raise UsageError(
-            f"{path} expects input {tuple(graph.input.shape)} but {dataset} images are "
-            f"{tuple(x.shape[1:])}; choose the dataset the network was trained on"
-        )
+    if graph is not None:
+        x = D.fit_images(x, graph.input.shape, dataset, str(path))
     t0 = time.perf_counter()
     if opts.backend == "torch":
         from snnc.train import evaluate
@@ -195,6 +196,7 @@ def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Out
         "dataset": dataset,
         "steps": steps,
         "encoding": encoding,
+        "defaulted": defaulted,
         "seed": opts.seed,
         "samples": int(n),
         "correct": correct,
@@ -206,4 +208,7 @@ def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Out
         f"{opts.backend} on {dataset} ({n} test samples, T={steps}, {encoding}): accuracy "
         f"{100 * result['accuracy']:.2f}%"
     )
+    if defaulted:
+        flags = " and ".join(f"--{k}" for k in defaulted)
+        line += f" ({' and '.join(defaulted)}: snnc's default, as {path} records none; set them with {flags})"
     return Outcome(result, lines=(line,))

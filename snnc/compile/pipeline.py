@@ -23,6 +23,9 @@ from snnc.compile.passes.remove_dead import remove_dead
 from snnc.compile.report import build_report
 
 DEFAULT_DATA = {"dataset": None, "steps": 16, "encoding": "rate"}
+# a netx file records no data settings: its report says steps and encoding are unknown (null), and
+# whatever encodes inputs for it (evaluate, compile --dataset) falls back to DEFAULT_DATA, saying so
+NETX_DATA = {"dataset": None, "steps": None, "encoding": None}
 
 
 @dataclass(frozen=True)

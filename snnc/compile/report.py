@@ -2,10 +2,10 @@
 table.
 
 ``report.json`` holds ``format``, ``version``, ``source`` (model file or netx), ``data`` (dataset,
-steps, encoding: what ``snnc evaluate`` needs to encode inputs), ``limits`` (neurocore limits
-used), ``layers`` (per population: channels before/after, neurons, synapses, weight bits, cores,
-SRAM bytes, quantization error), ``totals``, ``notes`` (pass remarks), ``lossy`` and, with
-``--dataset``, ``accuracy``.
+steps, encoding: what ``snnc evaluate`` needs to encode inputs; steps and encoding are null, unknown,
+for a netx file), ``limits`` (neurocore limits used), ``layers`` (per population: channels
+before/after, neurons, synapses, weight bits, cores, SRAM bytes, quantization error), ``totals``,
+``notes`` (pass remarks), ``lossy`` and, with ``--dataset``, ``accuracy``.
 
 Synapses are counted as the target deploys them (the mapper's ``node.meta["mapping"]``), not as the
 nonzeros of the weights: ``synapses`` are the stored synapses (a dense-encoded layer's zeros
@@ -77,7 +77,10 @@ _LAYER = {
         "nonzero_synapses": _INT,
         "synapse_bytes": _INT,
         "zero_weight_bytes": _INT,
-        "synapse_encoding": {"type": "string", "enum": ["dense", "sparse", "conv", "pool", "add", ""]},
+        "synapse_encoding": {
+            "type": "string",
+            "enum": ["dense", "sparse", "conv", "pool", "add", "removed", ""],
+        },
         "synops_per_input_spike": _NUM,
         "utilization_sram": _NUM,
         "utilization_neurons": _NUM,
@@ -115,8 +118,8 @@ SCHEMA: dict = {
             "required": ["dataset", "steps", "encoding"],
             "properties": {
                 "dataset": {"type": ["string", "null"]},
-                "steps": {"type": "integer", "minimum": 1},
-                "encoding": {"type": "string"},
+                "steps": {"type": ["integer", "null"], "minimum": 1},  # null: unknown (a netx file)
+                "encoding": {"type": ["string", "null"]},
             },
         },
         "limits": {
@@ -215,7 +218,8 @@ def build_report(
     layers = []
     for name in _population_names(before):
         node_b = before.nodes[name]
-        if name not in after.nodes:  # pragma: no cover - remove_dead never deletes a population
+        if name not in after.nodes:  # removed with a dead residual branch (remove_dead)
+            layers.append(_removed_row(before, name, int(sb[name][0])))
             continue
         node_a = after.nodes[name]
         mapping = node_a.meta.get("mapping", {})
@@ -262,6 +266,16 @@ def build_report(
         report["accuracy"] = accuracy
     validate(report)
     return report
+
+
+def _removed_row(before: ir.Graph, name: str, channels: int) -> dict:
+    """The row of a population ``remove_dead`` deleted with its branch: nothing of it is deployed."""
+    zero = ("neurons", "synapses", "params_after", "weight_bits", "cores", "sram_bytes")
+    row = {"name": name, "kind": before.nodes[name].kind, "channels_before": channels, "channels_after": 0}
+    row.update(dict.fromkeys(zero, 0), params_before=_params(before, name))
+    row.update(nonzero_synapses=0, synapse_bytes=0, zero_weight_bytes=0, synapse_encoding="removed")
+    row.update(synops_per_input_spike=0.0, utilization_sram=0.0, utilization_neurons=0.0)
+    return row
 
 
 def _zero_tap_notes(layers: list[dict]) -> list[str]:

@@ -121,6 +121,23 @@ def load(name: str) -> Dataset:
     return _CACHE[name]
 
 
+def fit_images(x: np.ndarray, input_shape: tuple[int, ...], dataset: str, net: str) -> np.ndarray:
+    """Images ``x`` ``(N, C, H, W)`` for a network ``net`` whose input is ``input_shape``: as they
+    are, or flattened in C, H, W order for a flat ``(C*H*W,)`` input (a dense-first net such as
+    lava-dl's MNIST examples: 784 = 1x28x28, digits 64 = 1x8x8). Raises :class:`UsageError` when
+    neither fits."""
+    shape = tuple(int(v) for v in input_shape)
+    if shape == tuple(x.shape[1:]):
+        return x
+    if len(shape) == 1 and shape[0] == int(np.prod(x.shape[1:])):
+        return x.reshape(len(x), -1)  # C-order reshape: the C, H, W flattening (docs/loihi2.md §1.3)
+    flat = int(np.prod(x.shape[1:]))
+    raise UsageError(
+        f"{net} expects input {shape} but {dataset} images are {tuple(x.shape[1:])} (or ({flat},) "
+        "flattened); choose the dataset the network was trained on"
+    )
+
+
 def encode(
     x: torch.Tensor | np.ndarray,
     steps: int,

@@ -30,7 +30,7 @@ __all__ = ["TARGETS", "FixedPointSpec", "RunnableTarget", "Target", "load_net"]
 def load_net(path: str | os.PathLike) -> Graph:
     """A network for ``simulate``/``evaluate``: a build directory (prefers ``graph.safetensors``), a
     ``graph.safetensors`` file, or any netx HDF5 file (ours or lava-dl ``export_hdf5``'s)."""
-    from snnc.checkpoint import sniff
+    from snnc.checkpoint import refuse_lfs_pointer, sniff
     from snnc.ir.serialize import GRAPH_FILE, load_graph
     from snnc.targets.loihi2.netx import NETX_FILE, read_netx
 
@@ -46,6 +46,7 @@ def load_net(path: str | os.PathLike) -> Graph:
             return read_netx(path / NETX_FILE)
         raise UsageError(f"{path} holds neither {GRAPH_FILE} nor {NETX_FILE}; run snnc compile first")
     kind = sniff(path)
+    refuse_lfs_pointer(path, kind)
     if kind == "hdf5":
         return read_netx(path)
     if kind == "safetensors":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,140 @@ def test_a_node_kind_without_a_channel_handler_stops_the_pass():
     ).verify()
     with pytest.raises(SnncError, match="id: remove_dead has no channel handler for node kind 'identity'"):
         remove_dead(g)
+
+
+# -- a residual block whose whole main branch is pruned ------------------------------------------
+def _check_branch_removed(model, block: int, x) -> ir.Graph:
+    """``remove_dead`` deletes the main branch of ``blocks.<block>`` (nodes and edges); the Add keeps
+    its shortcut as its only input and the output stays the masked model's."""
+    graph = trace(model)
+    pruned = remove_dead(graph).verify()
+    r = f"blocks.{block}"
+    assert not any(n.startswith(f"{r}.main.") for n in pruned.nodes)
+    assert not any(a.startswith(f"{r}.main.") or b.startswith(f"{r}.main.") for a, b in pruned.edges)
+    assert pruned.predecessors(r) == [f"{r}.shortcut"]
+    assert pruned.nodes[r].meta["removed"]["branch"] == [f"{r}.main.0", f"{r}.main.1"]
+    assert any(n.startswith(f"{r}.main.0: removed with its branch") for n in pruned.meta["notes"])
+    ref = torch_output(model, x)
+    out = simulate(pruned, x).output
+    assert out.sum() > 0  # the comparison is not between two silent networks
+    np.testing.assert_allclose(out, ref, atol=1e-6)
+    assert params(pruned) < params(graph)
+    assert graphs_equal(remove_dead(pruned), pruned)  # still idempotent
+    return pruned
+
+
+def test_pruned_main_branch_is_removed_and_the_add_keeps_its_shortcut():
+    """The pruning state that once stopped the pass: every channel of blocks.3's inner conv masked
+    or unused (its consumer's masks zero all the weights that read the rest)."""
+    model = masked_model("resnet", seed=7654, keep=0.32580802670774217)
+    x = spikes(4, 12, seed=7654)
+    pruned = _check_branch_removed(model, 3, x)
+    np.testing.assert_allclose(simulate(fold_bn(pruned), x).output, torch_output(model, x), atol=1e-6)
+
+
+def test_the_compile_report_shows_the_removed_branch_layer():
+    """The deleted population keeps its row (0 channels, nothing deployed) and a note says why."""
+    from snnc.compile.pipeline import compile_model
+    from snnc.targets import TARGETS
+
+    model = masked_model("resnet", seed=7654, keep=0.32580802670774217)
+    _, report = compile_model(model, TARGETS.get("loihi2"))
+    rows = {r["name"]: r for r in report["layers"]}
+    row = rows["blocks.3.main.0"]
+    assert row["channels_before"] == 24 and row["channels_after"] == 0
+    assert row["synapse_encoding"] == "removed" and row["cores"] == row["neurons"] == 0
+    assert row["params_before"] > 0 == row["params_after"]
+    assert any("removed with its branch" in n for n in report["notes"]), report["notes"]
+
+
+@pytest.mark.parametrize("nth", [0, 1])
+def test_a_fully_masked_main_branch_is_removed(nth):
+    model = masked_model("resnet", seed=21, keep=1.0)
+    i = [k for k, b in enumerate(model.blocks) if type(b).__name__ == "Residual"][nth]
+    with torch.no_grad():
+        model.blocks[i].main[0].channel_mask.zero_()
+    _check_branch_removed(model, i, spikes(4, 12, seed=22, p=0.5))
+
+
+def _fan_out(mask_first: bool) -> ir.Graph:
+    """in -> d1 (LIF) -> {s1, s2} (synapse only) -> add (LIF) -> d3 -> out; d1 fully masked or not."""
+    rng = np.random.default_rng(3)
+    lif = ir.CubaLIF(1.0, 2048, 1024)
+    mask = np.zeros(3, np.int8) if mask_first else np.ones(3, np.int8)
+    nodes = {
+        "in": ir.Input("in", shape=(4,)),
+        "d1": ir.Dense("d1", weight=rng.normal(size=(3, 4)), neuron=lif, meta={"channel_mask": mask}),
+        "s1": ir.Dense("s1", weight=rng.normal(size=(2, 3))),
+        "s2": ir.Dense("s2", weight=rng.normal(size=(2, 3))),
+        "add": ir.Add("add", neuron=lif),
+        "d3": ir.Dense("d3", weight=rng.normal(size=(2, 2)), neuron=lif),
+        "out": ir.Output("out"),
+    }
+    edges = [("in", "d1"), ("d1", "s1"), ("d1", "s2"), ("s1", "add"), ("s2", "add"), ("add", "d3")]
+    return ir.Graph(nodes, (*edges, ("d3", "out")), {"precision": "float"}).verify()
+
+
+def test_an_add_losing_every_input_is_refused_in_one_line():
+    remove_dead(_fan_out(mask_first=False))  # the same graph unmasked compiles
+    with pytest.raises(SnncError) as err:
+        remove_dead(_fan_out(mask_first=True))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("add add would lose every one of its inputs (s1, s2) as layer d1 loses every")
+    assert "cannot compute its output" in msg
+
+
+def test_a_sequential_layer_emptied_is_still_refused():
+    """No Add downstream: the branch reaches the output (here through a population that can
+    fire on its bias alone), so the pass stops, naming the emptied layer."""
+    g = _tiny([0.5, 0.5, 0.5], w_rows_zero=())
+    g = g.replace(d1=ir.replace(g.nodes["d1"], meta={"channel_mask": np.zeros(3, np.int8)}))
+    with pytest.raises(SnncError, match="^layer d1 would lose every one of its 3 channels"):
+        remove_dead(g)
+    d2 = g.nodes["d2"]
+    g2 = g.replace(d2=ir.replace(d2, neuron=dataclasses.replace(d2.neuron, bias=np.full(2, 5.0))))
+    with pytest.raises(SnncError, match="^layer d1 would lose every one of its 3 channels"):
+        remove_dead(g2)
+
+
+def _residual_without_main(rng):
+    """``random_residual`` with its main branch's last (synapse-only) conv zeroed: the whole main
+    branch computes nothing, so the graph before and after removal must agree bit for bit."""
+    from graph_helpers import random_residual
+
+    g = random_residual(rng)
+    return g.replace(c2=ir.replace(g.nodes["c2"], weight=np.zeros_like(g.nodes["c2"].weight)))
+
+
+def test_single_input_add_runs_the_same_in_both_simulators_and_onnx(monkeypatch):
+    from graph_helpers import spikes as graph_spikes
+
+    import snnc.sim.interpreter as sim_mod
+    from snnc.targets.onnx import build_step_model, run_onnx
+
+    rng = np.random.default_rng(11)
+    g = _residual_without_main(rng)
+    pruned = remove_dead(g)
+    assert "c1" not in pruned.nodes and pruned.predecessors("add") == ["short"]
+    x = graph_spikes(rng, g, 3, 16, p=0.5)
+    want = simulate(g, x)
+    assert want.spikes["add"] > 0
+    np.testing.assert_array_equal(simulate(pruned, x).output, want.output)  # compiled kernels
+    monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", True)
+    np.testing.assert_array_equal(simulate(pruned, x).output, want.output)  # plain interpreter
+    monkeypatch.setattr(sim_mod, "_DISABLE_NUMBA", False)
+    np.testing.assert_array_equal(run_onnx(build_step_model(pruned), x), want.output)
+
+
+@pytest.mark.slow
+def test_single_input_add_runs_as_lava_processes():
+    from graph_helpers import spikes as graph_spikes
+
+    from snnc.targets.loihi2 import run_lava
+
+    rng = np.random.default_rng(11)
+    g = _residual_without_main(rng)
+    pruned = remove_dead(g)
+    x = graph_spikes(rng, g, 2, 16, p=0.5)
+    np.testing.assert_array_equal(run_lava(pruned, x), simulate(g, x).output)

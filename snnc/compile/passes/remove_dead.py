@@ -27,8 +27,16 @@ index blocks after a Flatten). A channel of an ``Add`` space goes only when the 
 dead or unneeded, so a channel pruned in one branch only stays as long as the other branch feeds
 it. Spaces reaching ``Output`` (the class neurons), the ``Input`` and other grouped convolutions are
 never changed. Removal repeats until nothing more is removable (removing a channel can make its
-consumers' channels dead), so the pass is idempotent. A population that would lose every channel
-raises :class:`SnncError` naming it.
+consumers' channels dead), so the pass is idempotent.
+
+A population that loses every channel takes its whole *branch* with it, as Torch-Pruning's
+dependency graph removes a pruned branch: its space's nodes go, and so does every node left with
+zero input that cannot spike (a synapse-only node: its current is 0; a population whose bias cannot
+fire it, by the rule above; a ``Flatten`` of such a node). The branch must end in ``Add`` nodes that
+keep at least one other input (a residual block whose main branch is pruned keeps its shortcut):
+they sum the inputs they still have, which is exactly what they summed before. Where the output
+cannot be computed (the branch reaches ``Output`` or a population its bias can fire, or an ``Add``
+would lose every input) it raises :class:`SnncError` naming the layer.
 """
 
 from __future__ import annotations
@@ -372,6 +380,73 @@ def _calibration_silent(graph: ir.Graph, calibration: np.ndarray) -> dict[str, n
     return out
 
 
+def _fires_alone(node, channels: int, fixed: bool) -> bool:
+    """Can any of the node's neurons spike with zero input (by its bias alone)?"""
+    if isinstance(node, ir.Pool):
+        lift = _kind(node).lift(node, channels, fixed)
+        return lift is not None and bool(lift.any())
+    return bool(bias_can_fire(node.neuron, _effective_bias(node), fixed).any())
+
+
+def _branch(graph: ir.Graph, members: list[str], shapes, fixed: bool, gone: set[str]) -> set[str] | None:
+    """The nodes that go with an emptied channel space ``members``: the space and every node left
+    with zero input that cannot spike. ``None`` when the output would need one of them (the branch
+    reaches ``Output`` or a population its bias can fire). ``Add`` nodes stop the branch (they keep
+    their other inputs; :func:`_remove_branches` checks that they have some). ``gone``: nodes
+    already removed with other branches."""
+    gone = gone | set(members)
+    for name, node in graph.nodes.items():  # topological order: a node's inputs are decided first
+        if name in gone or isinstance(node, ir.Add):
+            continue
+        if not any(p in gone for p in graph.predecessors(name)):
+            continue
+        if _synapse_only(node) or isinstance(node, ir.Flatten):
+            gone.add(name)
+        elif getattr(node, "neuron", None) is not None and not _fires_alone(node, shapes[name][0], fixed):
+            gone.add(name)
+        else:
+            return None
+    return gone
+
+
+def _remove_branches(graph: ir.Graph, empty, groups, sp: _Spaces, shapes, fixed: bool, counts):
+    """Delete the branch of each emptied space (:func:`_branch`), edges included; or raise naming
+    the layer (the one empty by itself first) or the ``Add`` whose output cannot be computed.
+    ``counts``: this round's reasons (a branch's are kept, with the nodes removed and the ``Add``
+    nodes that lost them as inputs); nothing else changes in this round."""
+    gone: set[str] = set()
+    branches: dict[str, list[str]] = {}
+    cause: dict[str, str] = {}  # removed node -> the emptied layer it goes with
+    for _, prod, c in sorted(empty, key=lambda e: e[0]):
+        if prod in gone:  # removed with another branch
+            continue
+        nodes = _branch(graph, groups[sp.find(prod)], shapes, fixed, gone)
+        if nodes is None:
+            raise SnncError(
+                f"layer {prod} would lose every one of its {c} channels (masked, dead or "
+                "unused); the network cannot compute its output; retrain or prune less"
+            )
+        branches[prod] = [n for n in graph.nodes if n in nodes and n not in gone]
+        cause.update({n: prod for n in branches[prod]})
+        gone = nodes
+    for name, node in graph.nodes.items():
+        preds = graph.predecessors(name)
+        if name not in gone and isinstance(node, ir.Add) and all(p in gone for p in preds):
+            layers = ", ".join(sorted({cause[p] for p in preds}))
+            raise SnncError(
+                f"add {name} would lose every one of its inputs ({', '.join(preds)}) as layer "
+                f"{layers} loses every channel (masked, dead or unused); the network cannot compute "
+                "its output; retrain or prune less"
+            )
+    reasons = {}
+    for prod, nodes in branches.items():
+        adds = sorted({s for n in nodes for s in graph.successors(n) if s not in gone})
+        reasons[prod] = {**counts[prod], "nodes": nodes, "adds": adds}
+    kept = {n: node for n, node in graph.nodes.items() if n not in gone}
+    edges = tuple((a, b) for a, b in graph.edges if a not in gone and b not in gone)
+    return ir.Graph(kept, edges, dict(graph.meta)), reasons
+
+
 def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
     fixed = graph.precision == "fixed"
     shapes = graph.shapes()
@@ -420,6 +495,15 @@ def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
             continue
         if remove.all():
             # name the layer that is empty by itself, not one emptied because nothing reads it
+            reasons[prod] = {
+                "removed": "branch",
+                "masked": int(masked.sum()),
+                "dead": int((dead & ~masked).sum()),
+                "unneeded": int((unneeded & ~dead & ~masked).sum()),
+                "calibration": int((calib & ~dead & ~masked & ~unneeded).sum()),
+                "before": c,
+                "after": 0,
+            }
             empty.append((not (masked | dead | calib).all(), prod, c))
             continue
         keep = ~remove
@@ -436,11 +520,7 @@ def _one_round(graph: ir.Graph, silent: dict[str, np.ndarray] | None):
         for cons in consumers:
             in_keep[cons] = keep
     if empty:
-        _, prod, c = sorted(empty, key=lambda e: e[0])[0]
-        raise SnncError(
-            f"layer {prod} would lose every one of its {c} channels (masked, dead or "
-            "unused); the network cannot compute its output; retrain or prune less"
-        )
+        return _remove_branches(graph, empty, groups, sp, shapes, fixed, reasons)
     if not out_keep:
         return graph, reasons
     new: dict[str, ir.Node] = {}
@@ -493,15 +573,34 @@ def remove_dead(graph: ir.Graph, calibration: np.ndarray | None = None) -> ir.Gr
             for k in ("masked", "dead", "unneeded", "calibration"):
                 t[k] += r[k]
             t["after"] = r["after"]
+            if r.get("removed") == "branch":
+                t.update(removed="branch", nodes=r["nodes"], adds=r["adds"])
     notes = []
-    new = {}
+    new: dict[str, ir.Node] = {}
+    branch_of: dict[str, list[str]] = {}
     for name, t in totals.items():
         why = ", ".join(f"{k} {t[k]}" for k in ("masked", "dead", "unneeded", "calibration") if t[k])
+        if t.get("removed") == "branch":
+            adds = " and ".join(t["adds"])
+            its = "s its" if len(t["adds"]) == 1 else " their"
+            rest = f"; {adds} keep{its} other inputs" if adds else ""
+            notes.append(
+                f"{name}: removed with its branch ({', '.join(t['nodes'])}): all {t['before']} "
+                f"channels ({why}){rest}"
+            )
+            for a in t["adds"]:
+                branch_of.setdefault(a, []).extend(t["nodes"])
+            continue
         notes.append(f"{name}: removed {t['before'] - t['after']} of {t['before']} channels ({why})")
-        node = graph.nodes[name]
+        node = new.get(name, graph.nodes[name])
         prev = dict(node.meta.get("removed", {}))
         for k in ("masked", "dead", "unneeded", "calibration"):
             prev[k] = prev.get(k, 0) + t[k]
+        new[name] = ir.replace(node, meta={"removed": prev})
+    for name, nodes in branch_of.items():  # an Add that lost inputs records the nodes they were
+        node = new.get(name, graph.nodes[name])
+        prev = dict(node.meta.get("removed", {}))
+        prev["branch"] = list(prev.get("branch", [])) + nodes
         new[name] = ir.replace(node, meta={"removed": prev})
     graph = graph.replace(**new) if new else graph
     if silent is not None and any(t["calibration"] for t in totals.values()):

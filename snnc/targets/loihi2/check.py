@@ -731,6 +731,9 @@ def check_path(path: str | Path, limits: CoreLimits | None = None) -> CheckRepor
             raise UsageError(f"{p} holds neither {NETX_FILE} nor {GRAPH_FILE}; run snnc compile first")
     else:
         target = p
+    from snnc.checkpoint import refuse_lfs_pointer
+
+    refuse_lfs_pointer(target)
     with open(target, "rb") as fh:
         head = fh.read(9)
     netx = head[:8] == _HDF5_MAGIC
@@ -749,7 +752,7 @@ def check_path(path: str | Path, limits: CoreLimits | None = None) -> CheckRepor
         )
         try:
             graph = _netx_graph(target, clamp)
-        except UsageError as e:  # a network snnc cannot simulate: its layer rules still hold
+        except SnncError as e:  # a network snnc cannot simulate: its layer rules still hold
             graph, notes = None, (*notes, f"state and core rules not checked: {e}")
         if graph is not None:
             found += _graph_violations(graph, limits)

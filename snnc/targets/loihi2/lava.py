@@ -147,12 +147,18 @@ def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndar
     """Run in Lava, one sample per fresh network; ``x`` ``(N, *input_shape, T)`` -> ``(N,
     *out_shape, T)`` int8.
 
-    A sequential graph or a netx file runs through ``netx.hdf5.Network``; a graph with ``Add`` nodes
-    is built from Lava Dense/Conv/LIF processes connected by ports (:func:`build_processes`).
+    A sequential graph or a netx file runs through ``netx.hdf5.Network`` (a file with ``pool`` layers,
+    which netx cannot load, as the graph read from it); a graph with ``Add`` nodes is built from Lava
+    Dense/Conv/LIF processes connected by ports (:func:`build_processes`).
     """
     from snnc.sim import check_input
 
     graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
+    if any(isinstance(n, Pool) for n in graph.nodes.values()):
+        # a lava-dl file's 'pool' layer does not load in netx (NotImplementedError, docs/loihi2.md
+        # §1.3): run the graph read from it, which write_netx writes with each pool as the grouped
+        # conv that computes it (§1.6)
+        graph_or_path = graph
     s = check_input(graph, x)
     outs = []
     if (

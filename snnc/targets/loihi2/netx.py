@@ -164,12 +164,7 @@ def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
         ng = grp["neuron"]
         if not hasattr(ng, "keys"):
             raise UsageError(f"{where}: key 'neuron' must be a group")
-        ntype = _decode(ng["type"]) if "type" in ng else ""
-        if ntype not in ("CUBA", "LOIHI"):
-            raise UsageError(
-                f"{where}: neuron type {ntype!r} is not supported (snnc runs CUBA-LIF only; "
-                "key 'neuron/type')"
-            )
+        _check_neuron_type(ng, where)
         if "messageBits" in ng:
             raise UsageError(f"{where}: key 'neuron/messageBits' makes netx fail to build; remove it")
         params = {}
@@ -194,6 +189,17 @@ def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
         raise UsageError(f"{where}: bad neuron parameters ({e}); key 'neuron'") from None
 
 
+def _check_neuron_type(ng, where: str) -> None:
+    """Raise :class:`SnncError` (the file's content, exit 1) unless the ``neuron`` group ``ng`` is
+    a CUBA-LIF neuron (``CUBA`` or ``LOIHI``), the only kind snnc simulates."""
+    ntype = _decode(ng["type"]) if "type" in ng else ""
+    if ntype not in ("CUBA", "LOIHI"):
+        raise SnncError(
+            f"{where}: neuron type {ntype!r} is not supported (key 'neuron/type'): snnc simulates "
+            "CUBA-LIF networks only; run this network with lava-dl netx itself"
+        )
+
+
 def _broadcast_bias(neuron: CubaLIF, channels: int) -> CubaLIF:
     """A single bias (slayer's scalar MeanOnlyBatchNorm) applies to every neuron, as in netx."""
     if neuron.bias is not None and neuron.bias.size == 1 and channels != 1:
@@ -211,6 +217,9 @@ def _open_h5(path: Path):
     try:
         return check_h5_self_contained(h5py.File(path, "r"), path)  # before any data is read
     except OSError:
+        from snnc.checkpoint import refuse_lfs_pointer
+
+        refuse_lfs_pointer(path)
         raise UsageError(
             f"{path} is not an HDF5 file (corrupt or wrong format); give a netx .net "
             "file written by snnc or lava-dl export_hdf5"
@@ -291,10 +300,12 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
 def _read_input(grp, kind: str, i: int, where: str, shape, nodes):
     if i != 0:
         raise UsageError(f"{where}: an input layer must be layer 0")
-    if "neuron" in grp:
-        raise UsageError(
-            f"{where}: an input layer with a neuron cannot be driven through net.inp in "
-            "netx (lava-dl #298); export the input block without a neuron"
+    if "neuron" in grp:  # netx builds an Input block whose inp is not wired (docs/loihi2.md §1.4)
+        if hasattr(grp["neuron"], "keys"):
+            _check_neuron_type(grp["neuron"], where)
+        raise SnncError(
+            f"{where}: an input layer with a neuron cannot be driven through net.inp in netx; "
+            "export the network from lava-dl with an input block that has no neuron"
         )
     if "shape" not in grp:
         raise UsageError(f"{where}: missing key 'shape'")

@@ -110,9 +110,9 @@ def compile_netx(
     """Compress a lava-dl netx HDF5: remove its dead channels exactly (``remove_dead``; the result's
     output spikes equal the original's for every input, in ``sim`` and in Lava), then map it.
     Returns ``(fixed_graph, report)``."""
-    from snnc.compile.pipeline import DEFAULT_DATA, compile_graph
+    from snnc.compile.pipeline import NETX_DATA, compile_graph
 
     graph = read_netx(path)
     source = {"kind": "netx", "path": str(path)}
-    c = compile_graph(graph, TARGET, None, log, source, dict(DEFAULT_DATA), limits=limits)
+    c = compile_graph(graph, TARGET, None, log, source, dict(NETX_DATA), limits=limits)
     return c.final, c.report

@@ -101,12 +101,7 @@ NEURON = {"neuron/type": "CUBA", "neuron/iDecay": 100, "neuron/vDecay": 200, "ne
             [{"type": "dense", "weight": np.ones((2, 3)), "neuron/type": "CUBA"}],
             "layer 0: missing key 'neuron/iDecay'",
         ),
-        (
-            [{"type": "dense", "weight": np.ones((2, 3)), **NEURON, "neuron/type": "SDNN"}],
-            "neuron type 'SDNN'",
-        ),
         ([{"type": "dense_rec", "weight": np.ones((2, 2)), **NEURON}], "dense_rec"),
-        ([{"type": "input", "shape": [3], "neuron/type": "CUBA"}], "input layer with a neuron"),
         ([{"type": "conv", "weight": np.ones((2, 1, 3, 3)), **NEURON}], "input shape could not be"),
         (
             [
