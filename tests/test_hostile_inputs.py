@@ -349,3 +349,36 @@ def test_npy_header_whose_size_overflows(tmp_path, rng):
         "simulate", tmp_path / "n.net", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"
     )
     one_line(res, 2, "not a valid .npy")
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        ({"steps": "abc"}, "data.steps"),
+        ({"steps": -5}, "data.steps"),
+        ({"steps": 1e12}, "data.steps"),  # would ask for petabytes of spikes
+        ({"steps": True}, "data.steps"),
+        ({"encoding": [1]}, "data.encoding"),
+        ({"dataset": 3}, "data.dataset"),
+        (5, "not an object"),
+    ],
+)
+def test_build_report_with_bad_data_settings_is_one_line(tmp_path, data, needle):
+    """``snnc evaluate BUILD`` reads the build's report.json: crafted data settings are refused in
+    one line (exit 1, the file's contents), never an internal error or a huge allocation."""
+    import json
+
+    from graph_helpers import digits_convnet
+
+    from snnc.targets import TARGETS
+
+    build = tmp_path / "build"
+    build.mkdir()
+    TARGETS.get("loihi2").emit(digits_convnet(np.random.default_rng(0), 3), build)
+    (build / "report.json").write_text(json.dumps({"data": data}))
+    proc = run_snnc("evaluate", build, "--dataset", "digits", "--limit", "4")
+    assert_one_line_error(proc, needle)
+    assert proc.returncode == 1
+    (build / "report.json").write_text(json.dumps({"data": {"steps": 8, "encoding": "rate"}}))
+    proc = run_snnc("evaluate", build, "--dataset", "digits", "--limit", "4")
+    assert proc.returncode == 0, proc.stderr

@@ -113,6 +113,9 @@ def read_source(opts: CompileOptions) -> Source:
         graph = check_graph(trace(model))  # finite weights and sane sizes before any pass runs
     except GraphError as e:
         raise SnncError(f"{path}: {e}; the model file is corrupt") from None
+    from snnc import data as D
+
+    D.check_data_settings(header.get("data"), str(path))
     return Source(graph, data_settings(header), {"kind": "model", "path": str(path)})
 
 

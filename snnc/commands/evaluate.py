@@ -63,7 +63,9 @@ def read_report_data(path: Path) -> dict:
         data = json.loads(rep.read_text()).get("data") or {}
     except (ValueError, AttributeError):
         raise UsageError(f"{rep} is not valid JSON; re-create the build with snnc compile") from None
-    return data if isinstance(data, dict) else {}
+    from snnc import data as D
+
+    return D.check_data_settings(data, str(rep))
 
 
 def is_model_file(path: Path) -> bool:
@@ -96,7 +98,10 @@ def read_subject(opts: EvaluateOptions) -> Subject:
         from snnc import checkpoint
 
         model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
-        return Subject("model", dict(header.get("data") or {}), model=model, header=header)
+        from snnc import data as D
+
+        settings = D.check_data_settings(header.get("data"), str(path))
+        return Subject("model", settings, model=model, header=header)
     if opts.backend == "torch":
         raise UsageError("--backend torch needs a model file; a build or .net file runs on sim or lava")
     from snnc.targets import load_net

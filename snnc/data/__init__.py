@@ -121,6 +121,38 @@ def load(name: str) -> Dataset:
     return _CACHE[name]
 
 
+MAX_FILE_STEPS = 1000  # the most time steps a file's data settings may ask for (--steps may ask more)
+
+
+def check_data_settings(d, where: str) -> dict:
+    """A file's recorded data settings (a model header's or a build report's ``data``) as a dict,
+    each value ``None`` or sane: ``dataset`` a string, ``steps`` an integer in [1,
+    :data:`MAX_FILE_STEPS`], ``encoding`` one of :data:`ENCODINGS`. Else a one-line
+    :class:`SnncError` (the file's contents are wrong)."""
+    from snnc.errors import SnncError
+
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise SnncError(f"{where}: its data settings are not an object; re-create the file")
+    ds, steps, enc = d.get("dataset"), d.get("steps"), d.get("encoding")
+    if ds is not None and not isinstance(ds, str):
+        raise SnncError(f"{where}: data.dataset is not a name; re-create the file")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_FILE_STEPS
+    ):
+        raise SnncError(
+            f"{where}: data.steps {str(steps)[:40]!r} is not an integer in [1, {MAX_FILE_STEPS}]; "
+            "re-create the file"
+        )
+    if enc is not None and enc not in ENCODINGS:
+        raise SnncError(
+            f"{where}: data.encoding {str(enc)[:40]!r} is not one of {', '.join(ENCODINGS)}; "
+            "re-create the file"
+        )
+    return dict(d)
+
+
 def fit_images(x: np.ndarray, input_shape: tuple[int, ...], dataset: str, net: str) -> np.ndarray:
     """Images ``x`` ``(N, C, H, W)`` for a network ``net`` whose input is ``input_shape``: as they
     are, or flattened in C, H, W order for a flat ``(C*H*W,)`` input (a dense-first net such as
