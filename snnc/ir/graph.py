@@ -201,7 +201,12 @@ class Node:
 
 @dataclass(frozen=True)
 class Input(Node):
+    """The network input. With a ``neuron`` (a netx input layer with a neuron, docs/loihi2.md §1.7)
+    each input value enters that population's current directly, weight 1 and no synapse delay
+    (``u += x << 6``), and the node's value is the population's spikes."""
+
     shape: tuple[int, ...] = ()
+    neuron: CubaLIF | None = None
     kind = "input"
     n_inputs = 0
 
@@ -212,11 +217,11 @@ class Input(Node):
         return self.shape
 
     def fields_to_dict(self, tensors: Tensors) -> dict:
-        return {"shape": list(self.shape)}
+        return {"shape": list(self.shape), **_neuron_to_dict(self, tensors)}
 
     @classmethod
     def fields_from_dict(cls, d: dict, tensors: Tensors) -> dict:
-        return {"shape": tuple(int(s) for s in d["shape"])}
+        return {"shape": tuple(int(s) for s in d["shape"]), **_neuron_from_dict(d, tensors)}
 
 
 @dataclass(frozen=True)
@@ -454,7 +459,7 @@ def _synapse_from_dict(d: dict, tensors: Tensors) -> dict:
     return kw
 
 
-def _neuron_to_dict(node: Conv | Dense | Pool | Add, tensors: Tensors) -> dict:
+def _neuron_to_dict(node: Input | Conv | Dense | Pool | Add, tensors: Tensors) -> dict:
     n = node.neuron
     return {"neuron": None if n is None else n.to_dict(f"{node.name}.neuron", tensors)}
 

@@ -248,7 +248,11 @@ class Interpreter(NodeVisitor):
 
     # -- one method per node kind ------------------------------------------------------------
     def visit_input(self, node: Input) -> np.ndarray:
-        return np.ascontiguousarray(np.moveaxis(self.s_in, -1, 1))
+        s = np.ascontiguousarray(np.moveaxis(self.s_in, -1, 1))
+        if node.neuron is None:
+            return s
+        # an input neuron: each value is its a_in this very step, no synapse delay (§1.7)
+        return self._population(node, s.astype(np.int64) if self.fixed else s.astype(self.dtype))
 
     def visit_flatten(self, node: Flatten) -> np.ndarray:
         return self.env[self.preds[node.name][0]].reshape(self.n, self.t, *self.shapes[node.name])
@@ -515,7 +519,9 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     n, t = s_in.shape[0], s_in.shape[-1]
     shapes = graph.shapes()
     widest = max(int(np.prod(s)) for s in shapes.values())
-    if fixed and not _DISABLE_NUMBA and kernels.kernels() is not None:
+    # the compiled kernels have no input population: such graphs run here (docs/loihi2.md §1.7)
+    compiled = graph.input.neuron is None and not _DISABLE_NUMBA
+    if fixed and compiled and kernels.kernels() is not None:
         arena: dict = {}  # the chunks reuse one set of buffers
         chunk = lambda s, rec: kernels.run(graph, s, rec, arena)  # noqa: E731
         per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())

@@ -664,6 +664,8 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
     layer is recorded; any other graph step by step (:class:`_ChunkRun`). ``s_in`` is checked
     first (:func:`~snnc.sim.common.check_kernel_input`): the kernels index memory with its values.
     """
+    if graph.input.neuron is not None:  # snnc.sim.simulate runs these on the numpy interpreter
+        raise SnncError("the compiled kernels do not run an input neuron (docs/loihi2.md §1.7)")
     s_in = check_kernel_input(s_in, tuple(graph.input.shape))
     k = kernels()
     p = plan(graph)

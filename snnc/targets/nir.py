@@ -3,25 +3,35 @@
 brain-inspired computing", Nature Communications 15, 8122, 2024, arXiv:2311.14641) and import it
 back.
 
-Node mapping: ``Input``/``Output`` -> ``nir.Input``/``nir.Output``; ``Dense`` -> ``nir.Affine``
-(zero bias) + ``nir.CubaLIF``; ``Conv`` -> ``nir.Conv2d`` (zero bias) + ``nir.CubaLIF``; ``Pool`` ->
-``nir.SumPool2d`` + ``nir.CubaLIF`` (the tap weight goes into ``w_in``); ``Flatten`` ->
+Node mapping (docs/interop.md has the table, with snnTorch's reading of each node):
+``Input``/``Output`` -> ``nir.Input``/``nir.Output``; ``Dense`` -> ``nir.Affine`` + ``nir.CubaLIF``;
+``Conv`` -> ``nir.Conv2d`` + ``nir.CubaLIF``; ``Pool`` -> ``nir.AvgPool2d`` + ``nir.CubaLIF`` (the
+sum is the mean times ``kH * kW``; that factor and the tap weight go into ``w_in``); ``Flatten`` ->
 ``nir.Flatten`` (``start_dim=0``: NIR shapes have no batch axis); ``Add`` -> a ``nir.CubaLIF`` with
 several incoming edges (NIR sums the inputs of a node). The synapse node keeps the IR name, its
-neuron is ``<name>.lif``.
+neuron is ``<name>.lif``. Reading accepts these, ``nir.SumPool2d``, ``nir.Linear`` and ``nir.LIF``
+(a CUBA-LIF whose current decays completely each step).
 
 Neuron mapping. NIR's CubaLIF is ``tau_syn dI/dt = -I + w_in S``, ``tau_mem dv/dt = (v_leak - v) +
-R I``, spike when ``v > v_threshold``, reset to ``v_reset``. Discretized with forward Euler at ``dt
-= 1`` time step it reads ``I[t] = (1 - 1/tau_syn) I[t-1] + (w_in/tau_syn) S[t]`` and
-``v[t] = (1 - 1/tau_mem) v[t-1] + (v_leak + R I)/tau_mem``. Loihi's CUBA-LIF (docs/loihi2.md §2.1) is
-``u[t] = (1 - current_decay/4096) u[t-1] + a[t]``, ``v[t] = (1 - voltage_decay/4096) v[t-1] + u[t]
-+ bias``, so: ``tau_syn = 4096 / current_decay``, ``w_in = tau_syn * tap``, ``tau_mem = 4096 /
-voltage_decay``, ``R = tau_mem``, ``v_leak = bias * tau_mem``, ``v_threshold = threshold``,
-``v_reset = 0``; a decay of 0 (no leak) is ``tau = inf`` and then ``w_in``/``R`` hold the gain 1
-and ``v_leak`` the bias (the Euler form has no finite equivalent; the graph metadata says ``"dt":
-1``). Loihi-specific facts NIR cannot state travel in metadata: one step of latency per synapse,
-``u`` updated before ``v`` within a step, and for fixed-point graphs ``precision: "fixed"``
-(integer weight mantissas, ``vth``/``bias`` used ``<< 6``, ``weight_exp``).
+R I``, spike when ``v > v_threshold``, reset to ``v_reset``. Forward Euler with the time step
+``dt = DT`` (1e-4 s, the step snnTorch assumes when it reads NIR) gives ``I[t] = (1 - dt/tau_syn)
+I[t-1] + (dt/tau_syn) w_in S[t]`` and ``v[t] = (1 - dt/tau_mem) v[t-1] + (dt/tau_mem)(v_leak + R
+I[t])``. snnc's CUBA-LIF (docs/loihi2.md §2.1, snnc/nn/neuron.py) is ``u[t] = (1 - du/4096) u[t-1] +
+a[t]``, ``v[t] = (1 - dv/4096) v[t-1] + u[t] + bias``, so: ``tau_syn = dt * 4096 / du``, ``w_in =
+tap * tau_syn / dt``, ``tau_mem = dt * 4096 / dv``, ``R = tau_mem / dt``, ``v_threshold =
+threshold``, ``v_reset = 0`` (v only). A decay of 0 (no leak) is ``tau = inf`` (then ``w_in`` holds
+the gain ``tap``: the Euler form has no finite equivalent, and snnTorch cannot read it).
+
+The bias. NIR's exact form of a constant drive of ``v`` is ``v_leak = bias * tau_mem / dt``, which
+snnTorch refuses. So a neuron behind an ``Affine``/``Conv2d`` carries its bias as that node's bias,
+scaled by ``du / 4096``: a constant current whose steady state in ``u`` is ``bias``. It reaches ``v``
+as ``bias * (1 - (1 - du/4096)^(t+1))``: exact when ``du = 4096``, otherwise a transient of
+``bias * (1 - du/4096)^(t+1)`` in the first steps. Neurons without such a node (``Add``, ``Pool``),
+and ``du = 0``, use ``v_leak``. The neuron's metadata keeps snnc's own ``bias`` and ``tap`` so
+that reading the file back gives the same graph. Loihi-specific facts NIR cannot state travel in the
+graph metadata: one step of latency per synapse, ``u`` updated before ``v`` within a step, and for
+fixed-point graphs ``precision: "fixed"`` (integer weight mantissas, ``vth``/``bias`` used ``<< 6``,
+``weight_exp``).
 """
 
 from __future__ import annotations
@@ -38,40 +48,55 @@ from snnc.targets.base import emit_dir, save_graph_file
 from snnc.targets.loihi2.target import Loihi2Lowering
 
 NIR_FILE = "network.nir"
+DT = 1e-4  # the NIR time step of one snnc step: snnTorch's (snntorch.import_nir, export_nir)
 
 
 def _tau(decay: int) -> float:
-    return np.inf if decay == 0 else float(DECAY_UNITY) / decay
+    return np.inf if decay == 0 else DT * DECAY_UNITY / decay
+
+
+def _gain(tau: float) -> float:
+    """``tau / dt``: the factor Euler's ``dt / tau`` takes back (1 for ``tau = inf``, no leak)."""
+    return 1.0 if np.isinf(tau) else tau / DT
 
 
 def _decay(tau: float) -> int:
     tau = float(np.asarray(tau).reshape(-1)[0])
     if np.isinf(tau):
         return 0
-    d = float(DECAY_UNITY) / tau
+    d = DT * DECAY_UNITY / tau
     if abs(d - round(d)) > 1e-6 * max(1.0, d) or not 0 <= round(d) <= DECAY_UNITY:
         raise UsageError(f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)")
     return int(round(d))
 
 
-def _lif(neuron: ir.CubaLIF, shape: tuple[int, ...], tap: float = 1.0):
+def _synapse_bias(neuron: ir.CubaLIF | None) -> np.ndarray | None:
+    """The bias an ``Affine``/``Conv2d`` carries for ``neuron`` (``bias * du / 4096``, a current whose
+    steady state in ``u`` is ``bias``), or ``None`` when the neuron keeps it in ``v_leak``."""
+    if neuron is None or neuron.bias is None or neuron.current_decay == 0:
+        return None
+    return np.asarray(neuron.bias, np.float64).reshape(-1) * (neuron.current_decay / DECAY_UNITY)
+
+
+def _lif(neuron: ir.CubaLIF, shape: tuple[int, ...], tap: float = 1.0, bias_in_synapse: bool = False):
     import nir
 
     full = np.ones(shape)
     ts, tm = _tau(neuron.current_decay), _tau(neuron.voltage_decay)
-    bias = np.zeros(shape[0]) if neuron.bias is None else np.asarray(neuron.bias, np.float64)
-    b = bias.reshape((-1,) + (1,) * (len(shape) - 1)) * full
-    gain_s = 1.0 if np.isinf(ts) else ts
-    gain_m = 1.0 if np.isinf(tm) else tm
+    bias = np.zeros(shape[0]) if neuron.bias is None else np.asarray(neuron.bias, np.float64).reshape(-1)
+    leak = np.zeros(shape) if bias_in_synapse else bias.reshape((-1,) + (1,) * (len(shape) - 1)) * full
+    meta: dict = {"has_bias": neuron.bias is not None, "tap": float(tap)}
+    if neuron.bias is not None:
+        meta["bias"] = bias
     return nir.CubaLIF(
         tau_syn=full * ts,
         tau_mem=full * tm,
-        r=full * gain_m,
-        v_leak=b * gain_m,
+        r=full * _gain(tm),
+        v_leak=leak * _gain(tm),
         v_threshold=full * float(neuron.threshold),
         v_reset=np.zeros(shape),
-        w_in=full * gain_s * tap,
-        metadata={"has_bias": neuron.bias is not None},
+        w_in=full * _gain(ts) * tap,
+        metadata=meta,
     )
 
 
@@ -86,7 +111,7 @@ def to_nir(graph: ir.Graph):
     meta = {
         "producer": "snnc",
         "precision": graph.precision,
-        "dt": 1,
+        "dt": DT,
         "synapse_latency_steps": 1,
         "update_order": "u then v (Loihi 2 CUBA-LIF)",
     }
@@ -122,6 +147,11 @@ class _NirExport(ir.NodeVisitor):
         self.edges += [(i, key) for i in ins]
 
     def visit_input(self, node: ir.Input) -> None:
+        if getattr(node, "neuron", None) is not None:
+            raise SnncError(
+                f"{node.name}: an input layer with a neuron has no NIR form here (NIR's Input holds "
+                "no dynamics); compile it for loihi2 or sim"
+            )
         self.nodes[node.name] = self.nir.Input(input_type={"input": np.array(node.shape)})
         self.tail[node.name] = node.name
 
@@ -145,10 +175,13 @@ class _NirExport(ir.NodeVisitor):
 
     def visit_dense(self, node: ir.Dense) -> None:
         w = node.weight
-        self._synapse(node, self.nir.Affine(weight=w, bias=np.zeros(w.shape[0]), metadata=_wmeta(node)))
+        bias = _synapse_bias(node.neuron)
+        bias = np.zeros(w.shape[0]) if bias is None else bias
+        self._synapse(node, self.nir.Affine(weight=w, bias=bias, metadata=_wmeta(node)))
 
     def visit_conv(self, node: ir.Conv) -> None:
         src = self.shapes[self.graph.predecessors(node.name)[0]]
+        bias = _synapse_bias(node.neuron)
         conv = self.nir.Conv2d(
             input_shape=tuple(src[1:]),
             weight=node.weight,
@@ -156,20 +189,21 @@ class _NirExport(ir.NodeVisitor):
             padding=node.padding,
             dilation=node.dilation,
             groups=node.groups,
-            bias=np.zeros(node.weight.shape[0]),
+            bias=np.zeros(node.weight.shape[0]) if bias is None else bias,
             metadata=_wmeta(node),
         )
         self._synapse(node, conv)
 
     def visit_pool(self, node: ir.Pool) -> None:
-        pool = self.nir.SumPool2d(
+        pool = self.nir.AvgPool2d(
             kernel_size=np.array(node.kernel),
             stride=np.array(node.stride),
             padding=np.array((0, 0)),
         )
-        self._synapse(node, pool, tap=float(node.weight))  # the tap weight goes into w_in
+        area = node.kernel[0] * node.kernel[1]  # sum = mean * area; with the tap weight, into w_in
+        self._synapse(node, pool, tap=float(node.weight) * area, tap_ir=float(node.weight))
 
-    def _synapse(self, node, nir_node, tap: float = 1.0) -> None:
+    def _synapse(self, node, nir_node, tap: float = 1.0, tap_ir: float | None = None) -> None:
         """The synapse under the IR name, then its neuron ``<name>.lif`` (if it has one)."""
         name = node.name
         self._add(name, nir_node, self._ins(name))
@@ -177,7 +211,10 @@ class _NirExport(ir.NodeVisitor):
             self.tail[name] = name
             return
         lif = f"{name}.lif"
-        self._add(lif, _lif(node.neuron, self.shapes[name], tap), [name])
+        carried = _synapse_bias(node.neuron) is not None and not isinstance(node, ir.Pool)
+        neuron = _lif(node.neuron, self.shapes[name], tap, bias_in_synapse=carried)
+        neuron.metadata["tap"] = tap if tap_ir is None else tap_ir
+        self._add(lif, neuron, [name])
         self.tail[name] = lif
 
 
@@ -195,18 +232,39 @@ def _scalar(a) -> float:
     return float(a[0])
 
 
-def _from_lif(n) -> tuple[ir.CubaLIF, float]:
-    """(neuron, tap weight) of a nir.CubaLIF written by :func:`to_nir` (per-channel bias kept)."""
-    cd, vd = _decay(_scalar(n.tau_syn)), _decay(_scalar(n.tau_mem))
-    ts, tm = _tau(cd), _tau(vd)
-    gain_s = 1.0 if np.isinf(ts) else ts
-    gain_m = 1.0 if np.isinf(tm) else tm
-    tap = _scalar(n.w_in) / gain_s
-    if abs(_scalar(n.r) - gain_m) > 1e-9 * gain_m:
-        raise UsageError("NIR CubaLIF r differs from tau_mem; only Loihi-style neurons are supported")
+def _close(a, b) -> bool:
+    return bool(np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-9, atol=1e-12))
+
+
+def _from_lif(n, syn_bias=None, area: int = 1) -> tuple[ir.CubaLIF, float]:
+    """(neuron, tap weight) of a ``nir.CubaLIF`` or ``nir.LIF`` (a CUBA-LIF with ``du = 4096``);
+    ``syn_bias``: the bias of the ``Affine``/``Conv2d`` before it (a current: ``bias * 4096 / du``
+    in ``v``); ``area``: ``kH * kW`` of an ``AvgPool2d`` before it (a mean, not a sum)."""
+    import nir
+
+    meta = n.metadata or {}
+    if isinstance(n, nir.LIF):
+        cd, vd = DECAY_UNITY, _decay(_scalar(n.tau))
+        w_in = _scalar(n.r) * DT / _tau(vd) if vd else _scalar(n.r)  # the LIF's input gain R dt/tau
+    else:
+        cd, vd = _decay(_scalar(n.tau_syn)), _decay(_scalar(n.tau_mem))
+        w_in = _scalar(n.w_in) / _gain(_tau(cd))
+        if not _close(_scalar(n.r), _gain(_tau(vd))):
+            raise UsageError("NIR CubaLIF r differs from tau_mem / dt; only Loihi-style neurons are read")
+    tap = w_in / area
+    if "tap" in meta and _close(np.asarray(meta["tap"], np.float64), tap):
+        tap = float(np.asarray(meta["tap"], np.float64))
+    elif _close(tap, 1.0):  # tau / dt * dt / tau: unity gain, up to rounding
+        tap = 1.0
     lk = np.asarray(n.v_leak, np.float64)
-    bias = (lk.reshape(lk.shape[0], -1)[:, 0] if lk.ndim > 1 else lk) / gain_m
-    has_bias = bool(np.asarray((n.metadata or {}).get("has_bias", np.any(bias != 0))))
+    bias = (lk.reshape(lk.shape[0], -1)[:, 0] if lk.ndim > 1 else lk.reshape(-1)) / _gain(_tau(vd))
+    if syn_bias is not None and np.any(np.asarray(syn_bias) != 0):
+        if cd == 0:
+            raise UsageError("NIR synapse bias into a neuron without current decay has no snnc form")
+        bias = bias + np.asarray(syn_bias, np.float64).reshape(-1) * (DECAY_UNITY / cd)
+    if "bias" in meta and _close(np.asarray(meta["bias"], np.float64).reshape(-1), bias):
+        bias = np.asarray(meta["bias"], np.float64).reshape(-1)
+    has_bias = bool(np.asarray(meta.get("has_bias", np.any(bias != 0))))
     thr = _scalar(n.v_threshold)
     return ir.CubaLIF(threshold=thr, current_decay=cd, voltage_decay=vd, bias=bias if has_bias else None), tap
 
@@ -225,9 +283,9 @@ def from_nir(g) -> ir.Graph:
     lif_of = {}  # synapse NIR node -> its neuron
     for a, b in g.edges:
         if (
-            isinstance(g.nodes[b], nir.CubaLIF)
+            isinstance(g.nodes[b], nir.CubaLIF | nir.LIF)
             and len(preds[b]) == 1
-            and not isinstance(g.nodes[a], nir.CubaLIF | nir.Input | nir.Flatten)
+            and not isinstance(g.nodes[a], nir.CubaLIF | nir.LIF | nir.Input | nir.Flatten)
         ):
             lif_of[a] = b
     owner = {}  # NIR node name -> IR node name whose output leaves from it
@@ -237,7 +295,7 @@ def from_nir(g) -> ir.Graph:
     for name in order:
         n = g.nodes[name]
         src = [owner[p] for p in preds.get(name, [])]
-        if isinstance(n, nir.CubaLIF):
+        if isinstance(n, nir.CubaLIF | nir.LIF):
             if name in lif_of.values():
                 continue  # folded into its synapse node
             base = name[: -len(".lif")] if name.endswith(".lif") else name
@@ -253,23 +311,30 @@ def from_nir(g) -> ir.Graph:
             nodes.append(ir.Output(name))
         elif isinstance(n, nir.Flatten):
             nodes.append(ir.Flatten(name))
-        elif isinstance(n, nir.Affine | nir.Linear | nir.Conv2d | nir.SumPool2d):
+        elif isinstance(n, nir.Affine | nir.Linear | nir.Conv2d | nir.SumPool2d | nir.AvgPool2d):
+            syn_bias = np.asarray(n.bias, np.float64) if isinstance(n, nir.Affine | nir.Conv2d) else None
+            if syn_bias is not None and not np.any(syn_bias != 0):
+                syn_bias = None
+            if syn_bias is not None and name not in lif_of:
+                raise UsageError(f"NIR node {name}: a bias without a neuron after it is not supported")
+            area = int(np.prod(_pair(n.kernel_size))) if isinstance(n, nir.AvgPool2d) else 1
             neuron, tap = (None, 1.0)
             if name in lif_of:
-                neuron, tap = _from_lif(g.nodes[lif_of[name]])
+                neuron, tap = _from_lif(g.nodes[lif_of[name]], syn_bias, area)
+            elif area != 1:
+                raise UsageError(f"NIR node {name}: AvgPool2d without a neuron after it is not supported")
             wexp = int(np.asarray((n.metadata or {}).get("weight_exp", 0)))
+            gain = 1.0 if isinstance(n, nir.SumPool2d | nir.AvgPool2d) else tap  # Dense/Conv: into weights
             if isinstance(n, nir.Affine | nir.Linear):
-                if isinstance(n, nir.Affine) and np.any(np.asarray(n.bias) != 0):
-                    raise UsageError(f"NIR node {name}: Affine bias is not supported (use v_leak)")
-                node = ir.Dense(name, weight=n.weight, neuron=neuron, weight_exp=wexp)
+                w = n.weight if gain == 1.0 else np.asarray(n.weight, np.float64)
+                node = ir.Dense(name, weight=w if gain == 1.0 else w * gain, neuron=neuron, weight_exp=wexp)
             elif isinstance(n, nir.Conv2d):
-                if np.any(np.asarray(n.bias) != 0):
-                    raise UsageError(f"NIR node {name}: Conv2d bias is not supported (use v_leak)")
                 if isinstance(n.padding, str):
                     raise UsageError(f"NIR node {name}: string padding {n.padding!r} not supported")
+                w = n.weight if gain == 1.0 else np.asarray(n.weight, np.float64)
                 node = ir.Conv(
                     name,
-                    weight=n.weight,
+                    weight=w if gain == 1.0 else w * gain,
                     stride=_pair(n.stride),
                     padding=_pair(n.padding),
                     dilation=_pair(n.dilation),
@@ -344,10 +409,21 @@ def emit_nir(graph: ir.Graph, out_dir: str | os.PathLike) -> list[str]:
 
 
 class NirTarget(Loihi2Lowering):
-    """``nir``: ``network.nir`` and ``graph.safetensors`` (no runtime of its own). It exports the
-    Loihi 2 fixed-point graph, so it lowers as Loihi 2 does."""
+    """``nir``: ``network.nir`` and ``graph.safetensors`` (no runtime of its own). It exports the float
+    graph (after the generic passes: batch-norm folded, dead channels removed), in the units NIR and
+    snnTorch read; it has no fixed-point format (the report still sizes the net on Loihi 2's cores)."""
 
     name = "nir"
+    spec = None
+
+    def lower(self, graph: ir.Graph, log=None, limits=None) -> ir.Graph:
+        """``map_cores`` only (for the report); the graph stays float."""
+        import functools
+
+        from snnc.compile.passes import run_passes
+        from snnc.targets.loihi2.map_cores import map_cores
+
+        return run_passes(graph, [functools.partial(map_cores, limits=limits or self.limits)], log)
 
     def emit(self, graph: ir.Graph, out_dir: Path) -> list[str]:
         out = emit_dir(graph, out_dir)

@@ -129,6 +129,8 @@ class _StepModel(NodeVisitor):
         return self.graph.predecessors(node.name)[0]
 
     def visit_input(self, node: Input) -> None:
+        if node.neuron is not None:  # docs/loihi2.md §1.7
+            raise SnncError(f"{node.name}: an input layer with a neuron cannot be exported to ONNX")
         self.vals[node.name] = "x"
 
     def visit_output(self, node: Output) -> None:

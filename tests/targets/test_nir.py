@@ -13,7 +13,7 @@ from snnc.compile.trace import trace
 from snnc.errors import SnncError
 from snnc.sim import simulate
 from snnc.targets.loihi2 import TARGET
-from snnc.targets.nir import read_nir, to_nir, write_nir
+from snnc.targets.nir import DT, read_nir, to_nir, write_nir
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -31,30 +31,43 @@ def test_round_trip_float_and_fixed(arch, tmp_path):
         np.testing.assert_array_equal(simulate(back, x).output, ref)
 
 
-def test_tau_mapping_matches_nir_definition():
-    """Forward-Euler (dt = 1) of NIR's CubaLIF equations with the exported parameters reproduces the
-    Loihi float neuron: a hand integration of one neuron."""
-    neuron = ir.CubaLIF(threshold=1.5, current_decay=1024, voltage_decay=512, bias=np.array([0.1]))
+@pytest.mark.parametrize("current_decay, bias", [(1024, None), (4096, 0.1), (2048, -0.05)])
+def test_tau_mapping_matches_nir_definition(current_decay, bias):
+    """Forward Euler (dt = DT) of NIR's Affine + CubaLIF equations with the exported parameters
+    reproduces snnc's float neuron: a hand integration of one neuron. Exact without bias or with
+    ``du = 4096``; otherwise the bias-as-current transient of the first steps is within a bound."""
+    neuron = ir.CubaLIF(
+        threshold=1.5,
+        current_decay=current_decay,
+        voltage_decay=512,
+        bias=None if bias is None else np.array([bias]),
+    )
     nodes = [
         ir.Input("in", shape=(1,)),
         ir.Dense("d", weight=np.array([[0.7]]), neuron=neuron),
         ir.Output("out"),
     ]
     g = ir.Graph.from_list(nodes, {"precision": "float"})
-    lif = to_nir(g).nodes["d.lif"]
+    nir_graph = to_nir(g)
+    assert nir_graph.metadata["dt"] == DT
+    aff, lif = nir_graph.nodes["d"], nir_graph.nodes["d.lif"]
     x = (np.random.default_rng(0).random(40) < 0.5).astype(float)
-    a = np.concatenate([[0.0], 0.7 * x[:-1]])  # Affine output, one step of synaptic latency
+    a = np.concatenate([[0.0], 0.7 * x[:-1]]) + aff.bias[0]  # one step of synaptic latency (snnc)
     i_syn = v = 0.0
-    out = []
+    out, vs = [], []
     for t in range(40):
-        i_syn = i_syn + (-i_syn + lif.w_in[0] * a[t]) / lif.tau_syn[0]
-        v = v + (lif.v_leak[0] - v + lif.r[0] * i_syn) / lif.tau_mem[0]
+        i_syn = i_syn + DT * (-i_syn + lif.w_in[0] * a[t]) / lif.tau_syn[0]
+        v = v + DT * (lif.v_leak[0] - v + lif.r[0] * i_syn) / lif.tau_mem[0]
         s = v > lif.v_threshold[0]
+        vs.append(v)
         v = lif.v_reset[0] if s else v
         out.append(s)
     ref = simulate(g, x.reshape(1, 1, 40).astype(np.uint8)).output[0, 0]
     assert ref.sum() > 0
-    np.testing.assert_array_equal(np.array(out, dtype=np.int8), ref)
+    if bias is None or current_decay == 4096:
+        np.testing.assert_array_equal(np.array(out, dtype=np.int8), ref)
+    else:  # the bias reaches v as bias * (1 - alpha^(t+1)): spikes agree once the transient is gone
+        np.testing.assert_array_equal(np.array(out, dtype=np.int8)[10:], ref[10:])
 
 
 def test_unfolded_bn_refused():

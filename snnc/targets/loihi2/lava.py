@@ -127,13 +127,16 @@ def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
 
     t = sample.shape[-1]
     net = netx_network(net_path)
+    # an input layer with a neuron: net.inp is not wired to it, the source drives the neuron's a_in
+    # as lava-dl's own tests do (docs/loihi2.md §1.7)
+    in_port = net.in_layer.neuron.a_in if type(net.in_layer).__name__ == "Input" else net.inp
     # a (C, H, W) input whose first layer is a flatten: netx's net.inp is the dense layer's (C*H*W,)
     # (a neuron-less input layer builds no block, §1.3), fed in PyTorch's C.H.W order
-    flat = len(net.inp.shape) == 1 and sample.ndim == 4
+    flat = len(in_port.shape) == 1 and sample.ndim == 4
     data = sample.reshape(-1, t) if flat else _to_lava(sample)
     src = io.source.RingBuffer(data=data.astype(np.int32))
     sink = io.sink.RingBuffer(shape=net.out.shape, buffer=t)
-    src.s_out.connect(net.inp)
+    src.s_out.connect(in_port)
     net.out.connect(sink.a_in)
     try:
         net.run(condition=RunSteps(num_steps=t), run_cfg=_run_cfg())
@@ -237,7 +240,12 @@ class _ProcessBuilder(NodeVisitor):
         self.in_ports: list = []
 
     def visit_input(self, node: Input) -> None:
-        self.outs[node.name] = None
+        lif = self._lif(node)
+        if lif is None:
+            self.outs[node.name] = None
+            return
+        self.in_ports.append((lif.a_in, False))  # the source drives the input neuron's a_in (§1.7)
+        self.outs[node.name] = lif.s_out
 
     def visit_flatten(self, node: Flatten) -> None:
         self.outs[node.name] = ("flat", self.graph.predecessors(node.name)[0])

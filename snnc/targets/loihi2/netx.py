@@ -300,19 +300,21 @@ def _read_layer(grp, kind: str, i: int, where: str, shape, nodes):
 def _read_input(grp, kind: str, i: int, where: str, shape, nodes):
     if i != 0:
         raise UsageError(f"{where}: an input layer must be layer 0")
-    if "neuron" in grp:  # netx builds an Input block whose inp is not wired (docs/loihi2.md §1.4)
-        if hasattr(grp["neuron"], "keys"):
-            _check_neuron_type(grp["neuron"], where)
-        raise SnncError(
-            f"{where}: an input layer with a neuron cannot be driven through net.inp in netx; "
-            "export the network from lava-dl with an input block that has no neuron"
-        )
     if "shape" not in grp:
         raise UsageError(f"{where}: missing key 'shape'")
     shp = tuple(int(v) for v in np.asarray(grp["shape"][()]).reshape(-1))
     if not shp or min(shp) < 1:
         raise UsageError(f"{where}: key 'shape' {list(shp)} is not a valid (C, H, W) or (F,)")
-    return Input("input", shape=shp), shp
+    if "neuron" not in grp:
+        return Input("input", shape=shp), shp
+    # netx builds a LIF without bias here; the layer's 'weight'/'bias' only become the block's
+    # unused `transform`; the input drives the neuron's a_in directly (docs/loihi2.md §1.7)
+    neuron = _read_neuron({k: grp[k] for k in grp.keys() if k != "bias"}, where)
+    meta = {}
+    for key in ("weight", "bias"):
+        if key in grp:
+            meta[key] = float(np.asarray(grp[key][()]).reshape(-1)[0])
+    return Input("input", shape=shp, neuron=neuron, meta={"netx_transform": meta} if meta else {}), shp
 
 
 def _read_flatten(grp, kind: str, i: int, where: str, shape, nodes):
@@ -518,7 +520,7 @@ class _NetxLayers(NodeVisitor):
         raise SnncError(f"{node.name}: {node.kind} nodes cannot be written to netx")
 
     def visit_input(self, node: Input, prev_shape):
-        return "input", {"shape": node.shape}
+        return "input", {"shape": node.shape, "node": node}
 
     def visit_output(self, node: Output, prev_shape):
         return None
@@ -596,6 +598,14 @@ def _write_layer(g, kind: str, d: dict) -> None:
     """One layer group in lava-dl's schema (§1, §6)."""
     _type(g, kind)
     g.create_dataset("shape", data=np.asarray(d["shape"], dtype=np.int64))
+    if kind == "input" and d["node"].neuron is not None:  # §1.7: netx ignores weight/bias here
+        node = d["node"]
+        if node.neuron.bias is not None:
+            raise SnncError(f"{node.name}: netx gives an input neuron no bias; it cannot be written")
+        for key, val in node.meta.get("netx_transform", {}).items():
+            g.create_dataset(key, data=np.float32(val))
+        _write_neuron(g, node.neuron, node.name)
+        return
     if kind in ("input", "flatten"):
         return
     node = d["node"]

@@ -84,11 +84,13 @@ def run_sample(sample):
     data = sample.transpose(2, 1, 0, 3) if sample.ndim == 4 else sample  # CHW -> Lava WHC
     if (HERE / "network.net").exists():
         net = netx_network(HERE / "network.net")
-        if len(net.inp.shape) == 1 and sample.ndim == 4:  # input layer then flatten: C.H.W order
+        # an input layer with a neuron (netx Input block): net.inp is not wired to it; drive its a_in
+        in_port = net.in_layer.neuron.a_in if type(net.in_layer).__name__ == "Input" else net.inp
+        if len(in_port.shape) == 1 and sample.ndim == 4:  # input layer then flatten: C.H.W order
             data = sample.reshape(-1, steps)
         src = io.source.RingBuffer(data=data.astype(np.int32))
         sink = io.sink.RingBuffer(shape=net.out.shape, buffer=steps)
-        src.s_out.connect(net.inp)
+        src.s_out.connect(in_port)
         net.out.connect(sink.a_in)
         runner = net
     else:

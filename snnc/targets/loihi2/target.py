@@ -1,8 +1,8 @@
 """The Loihi 2 target object: its lowering (``quantize`` then ``map_cores``), emitter and runner.
 
-:class:`Loihi2Lowering` is the part other targets share: the ``sim``, ``onnx`` and ``nir`` targets
-hold Loihi 2's fixed-point numbers too (their artifacts are what Loihi 2 would compute), so they
-take its spec, limits and lowering from this class instead of repeating them.
+:class:`Loihi2Lowering` is the part other targets share: the ``sim`` and ``onnx`` targets hold
+Loihi 2's fixed-point numbers too (their artifacts are what Loihi 2 would compute), so they take its
+spec, limits and lowering from this class instead of repeating them (``nir`` is a float graph).
 """
 
 from __future__ import annotations

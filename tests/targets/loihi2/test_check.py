@@ -228,9 +228,9 @@ def test_netx_file_that_snnc_cannot_read_still_gets_its_layer_rules(tmp_path):
     assert len(report.notes) == 2 and report.notes[1].startswith("state and core rules not checked: ")
 
 
-def test_unreadable_netx_file_without_violations_gets_a_note_and_exit_0(tmp_path):
-    """An input layer with a neuron (lava-dl's PilotNet, tiny.net): snnc does not simulate it yet,
-    but its layers are held to the rules and pass."""
+def test_netx_file_with_input_neuron_is_checked_in_full(tmp_path):
+    """An input layer with a neuron (lava-dl's PilotNet, tiny.net, docs/loihi2.md §1.7): snnc reads
+    it, so every rule is checked and the layers pass."""
     path = tmp_path / "inneuron.net"
     with h5py.File(path, "w") as f:
         _netx_layer(f, 0, "input", shape=[2], **{"neuron/type": "CUBA", "neuron/vThMant": 10})
@@ -240,7 +240,7 @@ def test_unreadable_netx_file_without_violations_gets_a_note_and_exit_0(tmp_path
         f["layer/1/neuron/iDecay"], f["layer/1/neuron/vDecay"] = 100, 100
     report = check_path(path)
     assert report.violations == [], [v.line() for v in report.violations]
-    assert any(n.startswith("state and core rules not checked: ") for n in report.notes), report.notes
+    assert not any(n.startswith("state and core rules not checked: ") for n in report.notes), report.notes
 
 
 def test_clean_build_and_netx_file_exit_0(tmp_path, rng):

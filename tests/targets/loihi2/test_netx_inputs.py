@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from snnc import data as D
 from snnc.cli import cli
-from snnc.errors import SnncError, UsageError
 from snnc.sim import simulate
 from snnc.targets.loihi2 import read_netx, run_lava
 from snnc.targets.loihi2.check import check_path
@@ -85,17 +84,16 @@ def test_pool_file_runs_in_lava_as_netx_runs_its_grouped_conv(tmp_path):
 
 
 # -- 2. neurons snnc does not simulate: exit 1, the neuron type first ---------------------------------
-def test_input_layer_neuron_is_a_file_problem_exit_1(tmp_path):
+def test_input_layer_neuron_is_read_as_an_input_population(tmp_path):
+    """docs/loihi2.md §1.7 (tests/targets/loihi2/test_input_neuron.py runs such files in Lava)."""
     path = tmp_path / "in.net"
     with h5py.File(path, "w") as f:
         _layer(f, 0, "input", shape=[3], **CUBA)
         _layer(f, 1, "dense", weight=np.full((2, 3), 4.0), **CUBA)
-    with pytest.raises(SnncError, match="input layer with a neuron") as e:
-        read_netx(path)
-    assert not isinstance(e.value, UsageError)
+    graph = read_netx(path)
+    assert graph.input.neuron is not None and graph.input.neuron.bias is None
     res, lines = _invoke("inspect", path)
-    assert res.exit_code == 1 and len(lines) == 1, lines
-    assert "input block that has no neuron" in lines[0]
+    assert res.exit_code == 0, lines
 
 
 @pytest.mark.parametrize("sdnn_layer", [0, 1])
