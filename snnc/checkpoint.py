@@ -171,8 +171,9 @@ def verify_checksum(header: dict, tensors: dict, path: Path | str) -> str:
 
 
 def sniff(path: Path) -> str:
-    """'safetensors', 'torch-zip', 'pickle', 'hdf5', 'lfs-pointer' or 'unknown', from the first
-    bytes."""
+    """'safetensors', 'torch-zip', 'pickle', 'hdf5' (a netx file, or any other HDF5), 'nir' (an HDF5
+    file ``nir.write`` wrote: top-level ``node`` and ``version``, no netx ``layer``), 'lfs-pointer'
+    or 'unknown', from the first bytes (and an HDF5 file's top-level names)."""
     with open(path, "rb") as f:
         head = f.read(len(LFS_POINTER))
     # safetensors first: its 8-byte header length can begin like a pickle's PROTO opcode (an
@@ -187,10 +188,23 @@ def sniff(path: Path) -> str:
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return "pickle"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
-        return "hdf5"
+        return "nir" if _is_nir(path) else "hdf5"
     if head == LFS_POINTER:
         return "lfs-pointer"
     return "unknown"
+
+
+def _is_nir(path: Path) -> bool:
+    """Whether the HDF5 file ``path`` is a NIR graph (``nir.write``: groups ``node`` and ``version``
+    at the top) rather than a netx network (group ``layer``)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            names = set(f.keys())
+    except Exception:  # h5py raises OSError, RuntimeError, ... on a damaged file
+        return False  # not readable as HDF5: the netx reader says what is wrong
+    return {"node", "version"} <= names and "layer" not in names
 
 
 def refuse_lfs_pointer(path: str | os.PathLike, kind: str | None = None) -> None:

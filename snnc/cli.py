@@ -187,7 +187,13 @@ def cli() -> None:
 # ---------------------------------------------------------------------------------------------
 # train
 @cli.command(context_settings=CONTEXT)
-@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits", show_default=True)
+@click.option(
+    "--dataset",
+    type=str,
+    default="digits",
+    show_default=True,
+    help="digits, mnist, or PATH.npz (x_train, y_train, x_test, y_test[, x_val, y_val]).",
+)
 @click.option(
     "--arch",
     type=click.Choice(["mlp", "lenet", "convnet", "resnet"]),
@@ -199,9 +205,8 @@ def cli() -> None:
     "--steps",
     "-T",
     type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Time steps per sample.",
+    default=None,
+    help="Time steps per sample [default: 16; a spike PATH.npz's own T].",
 )
 @click.option(
     "--encoding",
@@ -291,7 +296,7 @@ def train(
     help="Fraction of the method's unit removed (conv channels or connections). In [0, 1).",
 )
 @click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--dataset", default=None, help="digits or mnist (default: the model file's).")
+@click.option("--dataset", default=None, help="digits, mnist, or PATH.npz (default: the model file's).")
 @click.option(
     "--steps",
     "-T",
@@ -419,7 +424,7 @@ def prune(
     "--dataset",
     type=str,
     default=None,
-    help="digits or mnist: report float vs fixed accuracy on its test split.",
+    help="digits, mnist, or PATH.npz: report float vs fixed accuracy on its test split.",
 )
 @click.option(
     "--calib",
@@ -489,9 +494,9 @@ def simulate(net, input_path, output_path, backend, seed, as_json, quiet):
 @click.argument("target", metavar="NET_OR_MODEL", type=click.Path())
 @click.option(
     "--dataset",
-    type=click.Choice(["digits", "mnist"]),
+    type=str,
     default=None,
-    help="Dataset (default: the one the file records).",
+    help="digits, mnist, or PATH.npz (default: the one the file records).",
 )
 @click.option("--backend", type=click.Choice(["sim", "lava", "torch"]), default="sim", show_default=True)
 @click.option(

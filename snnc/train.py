@@ -7,7 +7,7 @@ deployed net is read out). Deterministic for a given seed: the same seed gives b
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ class TrainConfig:
     dataset: str = "digits"
     arch: str = "mlp"
     epochs: int = 10
-    steps: int = 16
-    encoding: str = "rate"
+    steps: int | None = 16  # None: 16, or a spike dataset's own T
+    encoding: str = "rate"  # a spike dataset's is "given" whatever this says
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
@@ -126,10 +126,12 @@ def evaluate(
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNet, dict]:
     """Train a zoo model. Returns ``(model, result)`` with accuracies, history and timing."""
-    if cfg.epochs < 0 or cfg.steps < 1:
+    if cfg.epochs < 0 or (cfg.steps is not None and cfg.steps < 1):
         raise UsageError("--epochs must be >= 0 and --steps >= 1")
     reporter = reporter or Reporter(False)
     ds = D.load(cfg.dataset)
+    steps, encoding = D.resolve_settings(ds, cfg.steps, cfg.encoding)
+    cfg = replace(cfg, steps=steps, encoding=encoding)
     device = pick_device(cfg.device)
     gen = seed_everything(cfg.seed)
     model = model_for(cfg, ds).to(device)
@@ -166,6 +168,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNe
         "arch": cfg.arch,
         "dataset": cfg.dataset,
         "seed": cfg.seed,
+        "steps": cfg.steps,
+        "encoding": cfg.encoding,
         "test_accuracy": test_acc,
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(cfg.epochs, 1),

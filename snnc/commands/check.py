@@ -22,8 +22,17 @@ class CheckOptions:
 
 def run_check(opts: CheckOptions) -> Outcome:
     """Check ``opts.net`` against every rule; the violations are in ``result["violations"]``."""
+    from pathlib import Path
+
+    from snnc.checkpoint import sniff
+    from snnc.errors import UsageError
     from snnc.targets.loihi2.check import check_path
 
+    if Path(opts.net).is_file() and sniff(Path(opts.net)) == "nir":
+        raise UsageError(
+            f"{opts.net}: a NIR graph is float; compile it for loihi2 (snnc compile {opts.net} "
+            "--target loihi2 -o BUILD) and check the build"
+        )
     report = check_path(opts.net)
     lines = tuple(v.line() for v in report.violations) + tuple(f"note: {n}" for n in report.notes)
     return Outcome(report.to_dict(), lines=(*lines, report.summary()))

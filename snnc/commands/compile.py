@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from snnc.compile.pipeline import Compiled
     from snnc.ir import Graph
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist")  # or a PATH.npz (snnc.data.check_name)
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,10 @@ class Source:
 
 def check_options(opts: CompileOptions) -> None:
     """One-line usage errors for options that cannot work, before anything is read."""
-    if opts.dataset is not None and opts.dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {opts.dataset!r}; choose digits or mnist")
+    if opts.dataset is not None:
+        from snnc.data import check_name
+
+        check_name(opts.dataset)
     for name, v in (("--calib", opts.calib), ("--limit", opts.limit), ("--cores", opts.cores)):
         if v is not None and v < 1:
             raise UsageError(f"{name} must be a positive integer, got {v}")
@@ -88,7 +90,7 @@ def target_limits(target, cores: int | None):
 
 
 def read_source(opts: CompileOptions) -> Source:
-    """The model file's traced graph (with its data settings) or the netx file's graph."""
+    """The model file's traced graph (with its data settings), the netx file's or the NIR file's graph."""
     from snnc import checkpoint
     from snnc.compile.pipeline import NETX_DATA, data_settings
 
@@ -104,6 +106,13 @@ def read_source(opts: CompileOptions) -> Source:
         if opts.calib is not None:
             raise UsageError("--calib applies to model files only; a netx file is compressed exactly")
         return Source(graph, dict(NETX_DATA), {"kind": "netx", "path": str(path)})
+    if checkpoint.sniff(path) == "nir":
+        from snnc.targets.nir import read_nir
+
+        graph = read_nir(path)  # usually float, like a traced model's; data settings unknown, like netx
+        if opts.calib is not None and graph.precision != "float":
+            raise UsageError("--calib applies to float graphs only; this NIR file is already fixed-point")
+        return Source(graph, dict(NETX_DATA), {"kind": "nir", "path": str(path)})
     from snnc.compile.trace import trace
     from snnc.ir import GraphError
     from snnc.ir.limits import check_graph
@@ -131,9 +140,9 @@ def encode_split(dataset: str, split: str, n: int | None, data: dict, seed: int,
     x, y = ds.split(split)
     if n is not None:
         x, y = x[:n], y[:n]
-    x = D.fit_images(x, source.graph.input.shape, dataset, source.info["path"])
-    steps = int(data["steps"] or DEFAULT_DATA["steps"])
+    x = D.fit_images(x, source.graph.input.shape, dataset, source.info["path"], ds.time_steps is not None)
     encoding = data["encoding"] or DEFAULT_DATA["encoding"]
+    steps, encoding = D.resolve_settings(ds, data["steps"], encoding, DEFAULT_DATA["steps"])
     gen = torch.Generator()
     gen.manual_seed(seed)
     spikes = D.encode(x, steps, encoding, generator=gen).numpy()

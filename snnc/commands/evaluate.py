@@ -166,22 +166,27 @@ def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Out
 
     if opts.backend not in BACKENDS:
         raise UsageError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if opts.dataset is not None:
+        D.check_name(opts.dataset)
     path = Path(opts.target)
     subject = read_subject(opts)
     dataset = opts.dataset or subject.settings.get("dataset")
     if dataset is None:
-        raise UsageError(f"{path} records no dataset; give --dataset digits or mnist")
+        raise UsageError(f"{path} records no dataset; give --dataset digits, mnist or PATH.npz")
     # a netx file (or a build of one) records no steps or encoding: snnc's defaults, said so below
     defaulted = [k for k, v in (("steps", opts.steps), ("encoding", opts.encoding)) if v is None]
     defaulted = [k for k in defaulted if not subject.settings.get(k)]
     steps = int(opts.steps or subject.settings.get("steps") or DEFAULT_DATA["steps"])
     encoding = opts.encoding or subject.settings.get("encoding") or DEFAULT_DATA["encoding"]
+    ds = D.load(dataset)
+    if ds.time_steps is not None or encoding == "given":
+        steps, encoding = D.resolve_settings(ds, opts.steps or subject.settings.get("steps"), encoding)
     graph = compiled_graph(subject, path) if opts.backend != "torch" else None
-    x, y = D.load(dataset).test
+    x, y = ds.test
     if opts.limit is not None:
         x, y = x[: opts.limit], y[: opts.limit]
     if graph is not None:
-        x = D.fit_images(x, graph.input.shape, dataset, str(path))
+        x = D.fit_images(x, graph.input.shape, dataset, str(path), ds.time_steps is not None)
     t0 = time.perf_counter()
     if opts.backend == "torch":
         from snnc.train import evaluate

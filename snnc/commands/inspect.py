@@ -1,5 +1,6 @@
 """``snnc inspect FILE``: describe a model file (architecture, layers with shapes, parameters, masks,
-accuracy) or a netx network (a netx HDF5 file, or a build directory holding ``network.net``)."""
+accuracy), a netx network (a netx HDF5 file, or a build directory holding ``network.net``) or a NIR
+graph (a ``nir.write`` file)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,13 @@ class InspectOptions:
 
 
 def run_inspect(opts: InspectOptions) -> Outcome:
-    """Describe ``opts.file``: the netx description for a netx file or a build directory with one,
-    :func:`describe_model` for anything else."""
+    """Describe ``opts.file``: the netx (NIR) description for a netx (NIR) file or a build directory
+    with one, :func:`describe_model` for anything else."""
     path = Path(opts.file)
-    if path.is_file() and checkpoint.sniff(path) == "hdf5":
+    kind = checkpoint.sniff(path) if path.is_file() else None
+    if kind == "nir":
+        info = describe_nir(path)
+    elif kind == "hdf5":
         from snnc.targets.loihi2 import describe_netx
 
         info = describe_netx(path)
@@ -33,6 +37,8 @@ def run_inspect(opts: InspectOptions) -> Outcome:
         from snnc.targets.loihi2 import describe_netx
 
         info = describe_netx(path / "network.net")
+    elif path.is_dir() and (path / "network.nir").exists():
+        info = describe_nir(path / "network.nir")
     else:
         info = describe_model(path, trust_pickle=opts.trust_pickle)
     return Outcome(
@@ -40,6 +46,58 @@ def run_inspect(opts: InspectOptions) -> Outcome:
         heading=f"[bold]{info['file']}[/bold]: {info['summary']}",
         table=Table("layers", info["columns"], info["rows"]),
     )
+
+
+def describe_nir(path: Path) -> dict:
+    """``snnc inspect`` for a NIR file: its graph as snnc reads it (each synapse with the neuron after
+    it as one node), shapes, parameters and neuron parameters, like a netx file's description."""
+    import numpy as np
+
+    from snnc.ir import Input, Output
+    from snnc.targets.nir import read_nir
+
+    graph = read_nir(path)
+    shapes = graph.shapes()
+    rows, layers, total = [], [], 0
+    for name, node in graph.nodes.items():
+        if isinstance(node, Input | Output):
+            continue
+        w = getattr(node, "weight", None)
+        params = int(np.size(w)) if isinstance(w, np.ndarray) else 0
+        neuron = getattr(node, "neuron", None)
+        if neuron is not None and neuron.bias is not None:
+            params += int(np.size(neuron.bias))
+        total += params
+        npar = None
+        if neuron is not None:
+            npar = {
+                "threshold": float(neuron.threshold),
+                "current_decay": int(neuron.current_decay),
+                "voltage_decay": int(neuron.voltage_decay),
+                "bias": neuron.bias is not None,
+            }
+        shape = list(shapes[name])
+        layers.append({"name": name, "kind": node.kind, "shape": shape, "params": params, "neuron": npar})
+        cell = (
+            "-" if npar is None else f"{npar['threshold']:g}/{npar['current_decay']}/{npar['voltage_decay']}"
+        )
+        rows.append([name, node.kind, "x".join(map(str, shape)), params, cell])
+    in_shape, out_shape = list(graph.input.shape), list(shapes[graph.output.name])
+    return {
+        "file": str(path),
+        "type": "nir",
+        "precision": graph.precision,
+        "input_shape": in_shape,
+        "output_shape": out_shape,
+        "parameters": total,
+        "layers": layers,
+        "summary": (
+            f"NIR graph ({graph.precision}), {len(layers)} layers, input {'x'.join(map(str, in_shape))}, "
+            f"output {'x'.join(map(str, out_shape))}, {total} parameters"
+        ),
+        "columns": ["layer", "kind", "shape", "params", "neuron (thr/du/dv)"],
+        "rows": rows,
+    }
 
 
 def _layer_shapes(model) -> dict[str, tuple]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from snnc.prune.trainer import PruneConfig
     from snnc.ui import Reporter
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist")  # or a PATH.npz (snnc.data.check_name)
 # The report's entries repeated in the pruned model file's header (meta.prune.report).
 SUMMARY_KEYS = (
     "method",
@@ -81,8 +81,10 @@ def check_options(opts: PruneOptions) -> None:
         raise UsageError(f"--sparsity must be in [0, 1), got {opts.sparsity}")
     if opts.epochs < 1:
         raise UsageError(f"--epochs must be >= 1, got {opts.epochs}")
-    if opts.dataset is not None and opts.dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {opts.dataset!r}; choose digits or mnist")
+    if opts.dataset is not None:
+        from snnc.data import check_name
+
+        check_name(opts.dataset)
     from snnc.fileio import check_distinct_paths
 
     report = "--report" if opts.report else "the report (-o with .json)"

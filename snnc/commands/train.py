@@ -21,7 +21,7 @@ class TrainOptions:
     dataset: str = "digits"
     arch: str = "mlp"
     epochs: int = 10
-    steps: int = 16
+    steps: int | None = None  # None: 16, or a spike dataset's own T
     encoding: str = "rate"
     batch_size: int = 64
     lr: float = 2e-3
@@ -70,9 +70,10 @@ def run_train(opts: TrainOptions, reporter: Reporter | None = None) -> Outcome:
         "seed": opts.seed,
         "accuracy": result["test_accuracy"],
         "history": result["history"],
-        "train": cfg.to_dict(),
+        "train": {**cfg.to_dict(), "steps": result["steps"], "encoding": result["encoding"]},
     }
-    checkpoint.save_model(opts.output, model, data_settings(opts.dataset, opts.steps, opts.encoding), meta)
+    settings = data_settings(opts.dataset, result["steps"], result["encoding"])
+    checkpoint.save_model(opts.output, model, settings, meta)
     result["output"] = str(opts.output)
     line = (
         f"{opts.arch} on {opts.dataset}: test accuracy {100 * result['test_accuracy']:.2f}% "

