@@ -151,13 +151,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Refuse (one-line :class:`UsageError`) an output directory path that is a file or whose parent
+    is missing or not writable; return the parent. :func:`atomic_dir` runs it; a command runs it
+    first to fail before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} exists and is not a directory; choose another output directory")
+    return _check_parent(path)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; on success it replaces ``path`` (old content removed)."""
     path = Path(path)
-    parent = _check_parent(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{path} exists and is not a directory; choose another output directory")
+    parent = check_output_dir(path)
     with _deferred_signals(), _writing(path):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
         _LIVE.add(tmp)

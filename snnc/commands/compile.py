@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,20 +62,10 @@ def check_options(opts: CompileOptions) -> None:
             raise UsageError(f"{name} must be a positive integer, got {v}")
     if opts.calib is not None and opts.dataset is None:
         raise UsageError("--calib needs --dataset to draw calibration samples from")
-    check_output_dir(Path(opts.output))
-    from snnc.fileio import check_not_inside
+    from snnc.fileio import check_not_inside, check_output_dir
 
+    check_output_dir(opts.output)
     check_not_inside({"MODEL": opts.model}, opts.output, "-o")
-
-
-def check_output_dir(out: Path) -> None:
-    parent = out.resolve().parent
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory; choose another output directory")
-    if not parent.is_dir():
-        raise UsageError(f"output directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"output directory {parent} is not writable; choose another output path")
 
 
 def target_limits(target, cores: int | None):
