@@ -83,6 +83,7 @@ def describe_nir(path: Path) -> dict:
         )
         rows.append([name, node.kind, "x".join(map(str, shape)), params, cell])
     in_shape, out_shape = list(graph.input.shape), list(shapes[graph.output.name])
+    notes = list(graph.meta.get("nir_notes", []))
     return {
         "file": str(path),
         "type": "nir",
@@ -91,9 +92,11 @@ def describe_nir(path: Path) -> dict:
         "output_shape": out_shape,
         "parameters": total,
         "layers": layers,
+        "approximations": notes,
         "summary": (
             f"NIR graph ({graph.precision}), {len(layers)} layers, input {'x'.join(map(str, in_shape))}, "
             f"output {'x'.join(map(str, out_shape))}, {total} parameters"
+            + "".join(f"\n  approximated: {n}" for n in notes)
         ),
         "columns": ["layer", "kind", "shape", "params", "neuron (thr/du/dv)"],
         "rows": rows,

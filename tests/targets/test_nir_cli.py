@@ -146,10 +146,10 @@ def unsupported_nir(tmp_path) -> Path:
     g = nir.NIRGraph.from_list(
         nir.Input(np.array([2])),
         nir.Affine(np.ones((3, 2)), np.zeros(3)),
-        nir.IF(r=np.ones(3), v_threshold=np.ones(3)),
+        nir.Threshold(threshold=np.ones(3)),
         nir.Output(np.array([3])),
     )
-    path = tmp_path / "if.nir"
+    path = tmp_path / "threshold.nir"
     nir.write(str(path), g)
     return path
 
@@ -163,7 +163,7 @@ def test_unsupported_node_is_one_line_naming_it(unsupported_nir, tmp_path):
         ("compile", unsupported_nir, "--target", "loihi2", "-o", out),
         ("simulate", unsupported_nir, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"),
     ):
-        one_line(invoke(*args), 1, "NIR node if", "type IF")
+        one_line(invoke(*args), 1, "NIR node threshold", "type Threshold")
     assert not out.exists() and not (tmp_path / "y.npy").exists()
 
 
