@@ -10,10 +10,14 @@ Three measurements, printed together in one run:
    at N=1024, T=100, per sample-step, vs Lava's per-step time from (1) (target >= 100x).
 3. A conv net (1x28x28 -> conv 16 s2 -> conv 32 s2 -> flatten -> dense 10, random weights: both
    convs fire about half the time) at batch 256 vs Lava one sample at a time (target >= 1000x).
+4. lava-dl's PilotNet SDNN (``tests/lavadl/data/pilotnet_sdnn/network.net``: sigma-delta neurons,
+   graded spikes, 3x33x100 input, 4 conv + 4 dense layers) at batch 1 and batch 64 vs Lava one
+   sample at a time (target >= 100x). Input: lava-dl's ground-truth image plus fresh noise in
+   [-8, 8] every step and sample, so every layer keeps sending (a video, not a still frame).
 
 Mismatches: Lava's recorded output of every Lava run is compared with the simulator's output for the
 same sample (the sink at ``net.out``, docs/loihi2.md §2.5). Usage: ``python benchmarks/sim_vs_lava.py
-[--quick]``.
+[--quick] [--only sdnn]``.
 """
 
 from __future__ import annotations
@@ -81,7 +85,9 @@ def convnet(rng) -> Graph:
 
 
 def lava_timed(net_path: str, sample: np.ndarray, warm: int) -> tuple[np.ndarray, float, int]:
-    """One sample ``(*shape, T)`` in Lava -> (output ``(*out, T)``, seconds timed, steps timed)."""
+    """One sample ``(*shape, T)`` in Lava -> (output ``(*out, T)``, seconds timed, steps timed). An
+    input layer with a neuron (a sigma-delta net's ``Delta``) is driven at its ``a_in``, as lava-dl's
+    tests do (docs/loihi2.md §1.7)."""
     from lava.lib.dl import netx
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -92,7 +98,8 @@ def lava_timed(net_path: str, sample: np.ndarray, warm: int) -> tuple[np.ndarray
     net = netx.hdf5.Network(net_config=net_path)
     src = io.source.RingBuffer(data=data.astype(np.int32))
     sink = io.sink.RingBuffer(shape=net.out.shape, buffer=t)
-    src.s_out.connect(net.inp)
+    in_port = net.in_layer.neuron.a_in if type(net.in_layer).__name__ == "Input" else net.inp
+    src.s_out.connect(in_port)
     net.out.connect(sink.a_in)
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
@@ -115,15 +122,66 @@ def best_of(fn, repeat: int) -> float:
     return best
 
 
+PILOTNET_SDNN = REPO / "tests" / "lavadl" / "data" / "pilotnet_sdnn"
+
+
+def pilotnet_sdnn(rng, quick: bool) -> list[tuple]:
+    """Measurement 4: lava-dl's PilotNet SDNN, sim at batch 1 and 64 vs Lava one sample at a time."""
+    from snnc.targets.loihi2 import read_netx
+
+    net = str(PILOTNET_SDNN / "network.net")
+    graph = read_netx(net)
+    with np.load(PILOTNET_SDNN / "gt.npz") as f:
+        image = f["input"][..., 0].transpose(2, 1, 0)  # Lava (W, H, C) -> (C, H, W)
+    warm, steps = 2, (4 if quick else 10)
+    t = warm + steps
+
+    def frames(n: int) -> np.ndarray:
+        return image[None, ..., None] + rng.integers(-8, 9, size=(n, *image.shape, t))
+
+    x64 = frames(64)
+    lava_samples = 1 if quick else 2
+    lsec, lsteps, mism, nonzero = 0.0, 0, 0, 0
+    ref = simulate(graph, x64[:lava_samples]).output
+    for i in range(lava_samples):
+        y, sec, st = lava_timed(net, x64[i], warm)
+        lsec, lsteps = lsec + sec, lsteps + st
+        mism += int(np.sum(ref[i] != y))
+        nonzero += int(np.count_nonzero(y))
+    lava_step = lsec / lsteps
+    rows = []
+    for n in (1, 64):
+        x = x64[:n]
+        sim = best_of(lambda x=x: simulate(graph, x), 3) / (n * t)
+        label = f"PilotNet SDNN (lava-dl gts), sim batch {n} vs Lava 1 at a time"
+        rows.append((label, lava_step, sim, 100, mism, nonzero))
+    return rows
+
+
+def print_rows(rows: list[tuple]) -> None:
+    print(
+        f"{'measurement':62s} {'Lava s/step':>12s} {'sim s/sample-step':>18s} {'ratio':>9s} "
+        f"{'target':>7s} {'mismatches':>10s} {'out spikes':>10s}"
+    )
+    for name, lava_s, sim_s, target, mism, spk in rows:
+        ratio = lava_s / sim_s
+        print(f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x " f"{mism:10d} {spk:10d}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer Lava steps (a smoke run)")
+    ap.add_argument("--only", choices=("all", "sdnn"), default="all", help="sdnn: measurement 4 alone")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
+    if args.only == "sdnn":
+        print_rows(pilotnet_sdnn(rng, args.quick))
+        print("(out spikes of a sigma-delta net: the non-zero graded payloads Lava recorded)")
+        return
     warm = 5
     lava_steps = 60 if args.quick else 1000
     conv_steps = 8 if args.quick else 20
@@ -213,13 +271,9 @@ def main() -> None:
             )
         )
 
-    print(
-        f"{'measurement':62s} {'Lava s/step':>12s} {'sim s/sample-step':>18s} {'ratio':>9s} "
-        f"{'target':>7s} {'mismatches':>10s} {'out spikes':>10s}"
-    )
-    for name, lava_s, sim_s, target, mism, spk in rows:
-        ratio = lava_s / sim_s
-        print(f"{name:62s} {lava_s:12.3e} {sim_s:18.3e} {ratio:8.0f}x {target:6d}x " f"{mism:10d} {spk:10d}")
+        rows += pilotnet_sdnn(rng, args.quick)
+
+    print_rows(rows)
     print(
         f"`snnc simulate` start-up (N=1, T=1, best of 3): {startup:.2f} s; the N={n2}, T={t2} run took "
         f"{proc_sec:.2f} s, so {(proc_sec - startup) / (n2 * t2):.2e} s per sample-step after start-up"

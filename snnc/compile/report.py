@@ -4,7 +4,8 @@ table.
 ``report.json`` holds ``format``, ``version``, ``source`` (model file or netx), ``data`` (dataset,
 steps, encoding: what ``snnc evaluate`` needs to encode inputs; steps and encoding are null, unknown,
 for a netx file), ``limits`` (neurocore limits used), ``layers`` (per population: channels
-before/after, neurons, synapses, weight bits, cores, SRAM bytes, quantization error), ``totals``,
+before/after, neurons, synapses, weight bits, cores, synapse memory in bytes (``sram_bytes``), the
+fullest core's neurons, input axons and synapse words, quantization error), ``totals``,
 ``notes`` (pass remarks), ``lossy`` and, with ``--dataset``, ``accuracy``.
 
 Synapses are counted as the target deploys them (the mapper's ``node.meta["mapping"]``), not as the
@@ -64,7 +65,7 @@ _LAYER = {
     ],
     "properties": {
         "name": {"type": "string"},
-        "kind": {"type": "string", "enum": ["conv", "dense", "pool", "add"]},
+        "kind": {"type": "string", "enum": ["conv", "dense", "pool", "add", "input"]},
         "channels_before": _INT,
         "channels_after": _INT,
         "neurons": _INT,
@@ -84,6 +85,9 @@ _LAYER = {
         "synops_per_input_spike": _NUM,
         "utilization_sram": _NUM,
         "utilization_neurons": _NUM,
+        "neurons_per_core": _INT,
+        "in_axons_per_core": _INT,
+        "synapse_words_per_core": _INT,
         "quant": {"type": "object"},
     },
 }
@@ -191,10 +195,11 @@ def validate(value: Any, schema: dict = SCHEMA, path: str = "report") -> None:
 
 
 def _population_names(graph: ir.Graph) -> list[str]:
+    """Nodes whose neurons occupy neurocores (an input layer with a neuron included)."""
     out = []
     for name, node in graph.nodes.items():
         if isinstance(node, ir.Add | ir.Pool) or (
-            isinstance(node, ir.Conv | ir.Dense) and node.neuron is not None
+            isinstance(node, ir.Conv | ir.Dense | ir.Input) and node.neuron is not None
         ):
             out.append(name)
     return out
@@ -244,6 +249,9 @@ def build_report(
             "utilization_sram": float(mapping.get("utilization_sram", 0.0)),
             "utilization_neurons": float(mapping.get("utilization_neurons", 0.0)),
         }
+        for k in ("neurons_per_core", "in_axons_per_core", "synapse_words_per_core"):
+            if k in mapping:
+                row[k] = int(mapping[k])
         if quant:
             row["quant"] = {
                 k: (float(v) if isinstance(v, float | np.floating) else v) for k, v in quant.items()
@@ -361,8 +369,10 @@ def graph_json(graph: ir.Graph, max_array: int = 256) -> dict:
         if neuron is not None:
             d["neuron"] = {
                 "threshold": float(neuron.threshold),
-                "current_decay": neuron.current_decay,
-                "voltage_decay": neuron.voltage_decay,
+                "type": neuron.kind,  # "cuba", or "sdnn" (sigma-delta: no decays, a mode)
+                "current_decay": getattr(neuron, "current_decay", None),
+                "voltage_decay": getattr(neuron, "voltage_decay", None),
+                **({"mode": neuron.mode} if neuron.graded else {}),
                 "bias": None
                 if neuron.bias is None
                 else (neuron.bias.tolist() if neuron.bias.size <= max_array else "omitted"),

@@ -17,6 +17,8 @@ from snnc.ir.graph import (
     Node,
     Output,
     Pool,
+    SigmaDelta,
+    is_graded,
     replace,
 )
 from snnc.ir.visitor import NodeVisitor
@@ -36,5 +38,7 @@ __all__ = [
     "NodeVisitor",
     "Output",
     "Pool",
+    "SigmaDelta",
+    "is_graded",
     "replace",
 ]

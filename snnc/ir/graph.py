@@ -1,8 +1,10 @@
 """The intermediate representation: a graph of frozen node dataclasses holding numpy arrays.
 
 Semantics (the same in float and in fixed point): every synaptic node (Conv, Dense, Pool) adds one step
-of latency (docs/loihi2.md §2.5); a node's ``neuron`` is a CUBA-LIF population (``snnc.nn.neuron``); a
-synaptic node with ``neuron=None`` is a synapse only and must feed an ``Add``, whose neuron sums every
+of latency (docs/loihi2.md §2.5); a node's ``neuron`` is a CUBA-LIF population (``snnc.nn.neuron``),
+or in a fixed-point graph read from lava-dl a sigma-delta population (:class:`SigmaDelta`, graded
+spikes: integer payloads that the next synapse multiplies by its weights, §2.7); a synaptic node
+with ``neuron=None`` is a synapse only and must feed an ``Add``, whose neuron sums every
 incoming current (Lava sums all OutPorts connected to one InPort, §2.5). ``Flatten`` is (C, H, W) ->
 C*H*W in PyTorch order and adds no latency. Shapes are PyTorch order: ``(C, H, W)`` or ``(F,)``.
 
@@ -89,6 +91,9 @@ class CubaLIF:
     voltage_decay: int
     bias: np.ndarray | None = None
 
+    kind = "cuba"
+    graded = False
+
     def __post_init__(self) -> None:
         if self.bias is not None:
             object.__setattr__(self, "bias", _arr(self.bias, np.float64))
@@ -120,6 +125,97 @@ class CubaLIF:
             voltage_decay=d["voltage_decay"],
             bias=bias,
         )
+
+
+#: The three roles of Lava's sigma-delta neurons (``lava.proc.sdn``): ``"delta"`` (``Delta``, netx's
+#: SDNN input layer), ``"sigma_delta"`` (``SigmaDelta``, every other SDNN layer), ``"sigma"``
+#: (``Sigma``, a layer whose neuron group has ``sigma_output``).
+SDNN_MODES = ("delta", "sigma_delta", "sigma")
+#: ``SigmaDelta``'s activations (Lava's ``ActivationMode``: ``UNIT`` and ``RELU``).
+SDNN_ACTIVATIONS = ("relu", "unit")
+
+
+@dataclass(frozen=True)
+class SigmaDelta:
+    """A population of Lava's fixed-point sigma-delta neurons (lava-dl's SDNN, docs/loihi2.md §2.4,
+    §2.7), fixed-point graphs only. Its output is *graded*: each step every neuron sends an integer
+    payload (0 is no message), and the synapses after it multiply the payload by their weights.
+
+    ``threshold``: netx's ``vThMant`` (Lava's ``vth`` is ``threshold << (spike_exp + state_exp)``);
+    ``bias``: per output channel ``(C,)`` mantissas (``<< (spike_exp + state_exp)``) or ``None``;
+    ``mode``: one of :data:`SDNN_MODES`; ``activation``: one of :data:`SDNN_ACTIVATIONS`
+    (``sigma_delta`` only); ``cum_error``: Lava's accumulated-error spike condition; ``spike_exp``,
+    ``state_exp``: the payload's and the state's binary points (netx: 6 and 6).
+    """
+
+    threshold: int = 0
+    bias: np.ndarray | None = None
+    mode: str = "sigma_delta"
+    activation: str = "relu"
+    spike_exp: int = 6
+    state_exp: int = 6
+    cum_error: bool = False
+
+    kind = "sdnn"
+    graded = True
+
+    def __post_init__(self) -> None:
+        if self.bias is not None:
+            object.__setattr__(self, "bias", _arr(self.bias, np.float64))
+        if self.mode not in SDNN_MODES:
+            raise GraphError(f"sigma-delta mode must be one of {', '.join(SDNN_MODES)}, got {self.mode!r}")
+        if self.activation not in SDNN_ACTIVATIONS:
+            choices = ", ".join(SDNN_ACTIVATIONS)
+            raise GraphError(f"sigma-delta activation must be one of {choices}, got {self.activation!r}")
+        for name in ("threshold", "spike_exp", "state_exp"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v:
+                raise GraphError(f"sigma-delta {name} must be an integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        if self.threshold < 0:
+            raise GraphError(f"sigma-delta threshold must be >= 0, got {self.threshold}")
+        for name in ("spike_exp", "state_exp"):
+            if not 0 <= getattr(self, name) <= 16:
+                raise GraphError(f"sigma-delta {name} must be in [0, 16], got {getattr(self, name)}")
+        object.__setattr__(self, "cum_error", bool(self.cum_error))
+        if self.bias is not None and self.mode != "sigma_delta":
+            raise GraphError(f"a sigma-delta neuron in mode {self.mode!r} has no bias")
+
+    def to_dict(self, prefix: str, tensors: Tensors) -> dict:
+        """The JSON entry (``"type": "sdnn"``); ``bias`` goes to ``tensors["<prefix>.bias"]``."""
+        if self.bias is not None:
+            tensors[f"{prefix}.bias"] = np.ascontiguousarray(self.bias, dtype=np.float64)
+        return {
+            "type": self.kind,
+            "threshold": self.threshold,
+            "mode": self.mode,
+            "activation": self.activation,
+            "spike_exp": self.spike_exp,
+            "state_exp": self.state_exp,
+            "cum_error": self.cum_error,
+            "bias": self.bias is not None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, prefix: str, tensors: Tensors) -> SigmaDelta:
+        return cls(
+            threshold=d["threshold"],
+            bias=tensors[f"{prefix}.bias"] if d.get("bias") else None,
+            mode=d["mode"],
+            activation=d.get("activation", "relu"),
+            spike_exp=d.get("spike_exp", 6),
+            state_exp=d.get("state_exp", 6),
+            cum_error=bool(d.get("cum_error", False)),
+        )
+
+
+#: A node's neuron population: CUBA-LIF (binary spikes) or sigma-delta (graded spikes).
+Neuron = CubaLIF | SigmaDelta
+
+
+def is_graded(neuron) -> bool:
+    """Does a population of ``neuron`` send graded spikes (integer payloads) instead of 0/1?"""
+    return bool(getattr(neuron, "graded", False))
 
 
 @dataclass(frozen=True)
@@ -206,7 +302,7 @@ class Input(Node):
     (``u += x << 6``), and the node's value is the population's spikes."""
 
     shape: tuple[int, ...] = ()
-    neuron: CubaLIF | None = None
+    neuron: Neuron | None = None
     kind = "input"
     n_inputs = 0
 
@@ -249,7 +345,7 @@ class Conv(Node):
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
-    neuron: CubaLIF | None = None
+    neuron: Neuron | None = None
     bn: BatchNorm | None = None
     weight_exp: int = 0
     kind = "conv"
@@ -316,7 +412,7 @@ class Dense(Node):
     """``weight`` ``(out, in)``."""
 
     weight: np.ndarray = None
-    neuron: CubaLIF | None = None
+    neuron: Neuron | None = None
     bn: BatchNorm | None = None
     weight_exp: int = 0
     kind = "dense"
@@ -356,7 +452,7 @@ class Pool(Node):
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] = (2, 2)
     weight: float = 1.0
-    neuron: CubaLIF | None = None
+    neuron: Neuron | None = None
     kind = "pool"
 
     def __post_init__(self) -> None:
@@ -400,7 +496,7 @@ class Pool(Node):
 class Add(Node):
     """Sums the currents of its (synapse-only) inputs into one neuron population."""
 
-    neuron: CubaLIF | None = None
+    neuron: Neuron | None = None
     kind = "add"
     n_inputs = None
 
@@ -466,7 +562,10 @@ def _neuron_to_dict(node: Input | Conv | Dense | Pool | Add, tensors: Tensors) -
 
 def _neuron_from_dict(d: dict, tensors: Tensors) -> dict:
     n = d.get("neuron")
-    return {} if n is None else {"neuron": CubaLIF.from_dict(n, f"{d['name']}.neuron", tensors)}
+    if n is None:
+        return {}
+    cls = SigmaDelta if n.get("type") == SigmaDelta.kind else CubaLIF  # no "type": CUBA-LIF (version 1)
+    return {"neuron": cls.from_dict(n, f"{d['name']}.neuron", tensors)}
 
 
 @dataclass(frozen=True)

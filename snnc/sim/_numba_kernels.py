@@ -630,3 +630,71 @@ def conv_lut_steps_last(x, idx, lut, og, bias, out, wrap, i0, i1):
         step = per_step * 8 // out.itemsize
         for k in range(t):
             _lanes_out(lanes[k * step : (k + 1) * step], bias, og, nw, wrap, out[i, k])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _abs32(x):
+    # numpy's int32 abs of an int32 value held in an int64: |-2**31| stays -2**31
+    return np.abs(x) if x != -2147483648 else x
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _send(x, j, act, res, err, cum, vth, down):
+    # the delta step of Lava's Delta/SigmaDelta (docs/loihi2.md §2.7); the states are int32 arrays,
+    # so every store wraps as Lava's int32 Vars do; returns the payload s >> state_exp
+    d = np.int64(np.int32(x - act[j] + res[j]))
+    if cum:
+        e = np.int64(np.int32(err[j] + d))
+        s = d if _abs32(e) >= vth else 0
+        err[j] = 0 if _abs32(s) > 0 else e
+    else:
+        s = d if _abs32(d) >= vth else 0
+    res[j] = d - s
+    act[j] = x
+    return s >> down
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sd_row(row, o, b, sigma, act, res, err, mode, relu, cum, vth, up, down):
+    # one step of one sample, one loop per case so that each vectorises
+    m = row.shape[0]
+    if mode == 2:
+        for j in range(m):
+            sigma[j] = np.int64(sigma[j]) + row[j]
+            o[j] = sigma[j]
+    elif mode == 0:
+        for j in range(m):
+            o[j] = _send(np.int64(np.int32(np.int64(row[j]) << up)), j, act, res, err, cum, vth, down)
+    elif relu:
+        for j in range(m):
+            sg = np.int64(np.int32(np.int64(sigma[j]) + row[j]))
+            sigma[j] = sg
+            x = np.int64(np.int32(sg + b[j]))
+            o[j] = _send(max(x, 0), j, act, res, err, cum, vth, down)
+    else:
+        for j in range(m):
+            sg = np.int64(np.int32(np.int64(sigma[j]) + row[j]))
+            sigma[j] = sg
+            o[j] = _send(np.int64(np.int32(sg + b[j])), j, act, res, err, cum, vth, down)
+
+
+@numba.njit(cache=True, nogil=True)
+def sigma_delta(a, b, mode, relu, cum, vth, up, down, out, i0, i1):
+    # Lava's fixed-point Delta (mode 0), SigmaDelta (1) and Sigma (2), docs/loihi2.md §2.7 and
+    # snnc.sim.sdnn: a (N, T, M) int32 delayed inputs, b (M,) int32 bias << U, vth << U; out
+    # (N, T, M) int32 payloads.
+    n, t, m = a.shape
+    sigma = np.zeros(m, np.int32)
+    act = np.zeros(m, np.int32)
+    res = np.zeros(m, np.int32)
+    err = np.zeros(m, np.int32)
+    for i in range(i0, i1):
+        sigma[:] = 0
+        act[:] = 0
+        res[:] = 0
+        err[:] = 0
+        for k in range(t):
+            if cum:
+                _sd_row(a[i, k], out[i, k], b, sigma, act, res, err, mode, relu, True, vth, up, down)
+            else:
+                _sd_row(a[i, k], out[i, k], b, sigma, act, res, err, mode, relu, False, vth, up, down)

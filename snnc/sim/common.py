@@ -14,15 +14,16 @@ from typing import NamedTuple
 import numpy as np
 
 from snnc.errors import SnncError, UsageError
-from snnc.ir import Conv, CubaLIF, GraphError, Pool
+from snnc.ir import Conv, CubaLIF, Graph, GraphError, Pool, is_graded
 from snnc.ir.fixed import ACTIVATION_SHIFT
 
 
 class ChunkResult(NamedTuple):
     """One chunk of samples through the simulator, in the meaning of :class:`snnc.sim.SimResult`'s
-    fields: ``output`` ``(N, *out_shape, T)`` int8; per neuron layer ``spikes`` (total over the
-    chunk), ``neurons`` and ``cores``; per synaptic layer ``synops`` (an ``Add`` owns its inputs');
-    ``layers`` (recorded spikes ``(N, *shape, T)`` int8, empty unless recording)."""
+    fields: ``output`` ``(N, *out_shape, T)`` int8 (int32 for a graded output); per neuron layer
+    ``spikes`` (total over the chunk), ``neurons`` and ``cores``; per synaptic layer ``synops`` (an
+    ``Add`` owns its inputs'); ``layers`` (recorded spikes ``(N, *shape, T)`` int8, int32 for a graded
+    layer, empty unless recording)."""
 
     output: np.ndarray
     spikes: dict[str, int]
@@ -107,6 +108,48 @@ def check_spikes(x: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndar
     else:
         raise UsageError(f"input dtype {x.dtype} is not numeric; give 0/1 integer spikes")
     return np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def has_graded(graph: Graph) -> bool:
+    """Does any population of ``graph`` send graded spikes (sigma-delta neurons, docs/loihi2.md §2.7)?"""
+    return any(is_graded(getattr(n, "neuron", None)) for n in graph.nodes.values())
+
+
+def graded_output(graph: Graph) -> bool:
+    """Does ``graph``'s output carry graded spikes (its last population is sigma-delta)? Then the
+    simulator's and Lava's outputs are int32 payloads instead of int8 0/1 spikes."""
+    name = graph.output.name
+    while True:
+        node = graph.nodes[name]
+        if hasattr(node, "neuron") or not graph.predecessors(name):
+            return is_graded(getattr(node, "neuron", None))
+        name = graph.predecessors(name)[0]
+
+
+def check_graded(x: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``x`` ``(N, *shape, T)`` of graded input (the ``a_in`` of a sigma-delta input layer, which
+    Lava's source sends as int32) as a C-contiguous int32 array, else a one-line :class:`UsageError`:
+    integers (any integer dtype, bool, or floats holding integers) in the int32 range."""
+    x = np.asarray(x)
+    if shape is not None:
+        want = f"(N, {', '.join(map(str, shape))}, T)"
+        if x.ndim != len(shape) + 2 or tuple(x.shape[1:-1]) != tuple(shape):
+            raise UsageError(
+                f"input shape {tuple(x.shape)} does not match the network input; expected {want} "
+                "graded values (input_shape in PyTorch order)"
+            )
+    if x.ndim < 2 or x.shape[0] == 0 or x.shape[-1] == 0:
+        raise UsageError(f"input shape {tuple(x.shape)} holds no samples or no time steps; give N, T >= 1")
+    if x.dtype == np.bool_:
+        return np.ascontiguousarray(x.view(np.uint8) != 0, dtype=np.int32)
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.all(np.isfinite(x)) or np.any(x != np.round(x)):
+            raise UsageError("input holds non-integer values; graded input must be integers (int32)")
+    elif not np.issubdtype(x.dtype, np.integer):
+        raise UsageError(f"input dtype {x.dtype} is not numeric; give integer graded input")
+    if x.size and (x.min() < -(1 << 31) or x.max() > (1 << 31) - 1):
+        raise UsageError("input holds values outside int32; graded input is sent as int32")
+    return np.ascontiguousarray(x, dtype=np.int32)
 
 
 def check_kernel_input(s_in: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -42,18 +42,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnc.errors import SnncError, UsageError
-from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Node, NodeVisitor, Output, Pool
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, Node, NodeVisitor, Output, Pool, is_graded
 from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_BITS, DECAY_UNITY, STATE_WRAP, V_MAX
 from snnc.sim import kernels
 from snnc.sim.common import (
     ChunkResult,
     ConvSpec,
+    check_graded,
     check_integer,
     check_spikes,
     fixed_threshold,
+    has_graded,
     node_cores,
     prepared,
 )
+from snnc.sim.sdnn import graded_conv, graded_dense, graded_weights, sdnn_fixed
 
 # Davies et al. 2018, IEEE Micro, Table 1 (Loihi 1; no per-op Loihi 2 figures are published).
 LOIHI1_SYNOP_ENERGY_J = 23.6e-12
@@ -68,9 +71,11 @@ class SimResult:
     """What one simulation returns.
 
     ``output``: ``(N, *out_shape, T)`` int8 spikes of the last layer, as Lava's sink at ``net.out``
-    records them (the latency of every synaptic layer included). ``spikes``: per neuron layer, total
-    spikes over the batch. ``synops``: per synaptic layer, total synaptic operations over the batch
-    (NeuroBench: one per non-zero input spike x non-zero fan-out weight). ``neurons``: neurons per
+    records them (the latency of every synaptic layer included); int32 payloads when that layer is
+    sigma-delta (graded, docs/loihi2.md §2.7), as are its ``layers`` records. ``spikes``: per neuron
+    layer, total spikes (a graded layer's non-zero payloads) over the batch. ``synops``: per
+    synaptic layer, total synaptic operations over the batch (NeuroBench: one per non-zero input
+    spike x non-zero fan-out weight). ``neurons``: neurons per
     layer. ``layers`` (with ``record=True``): per neuron layer spikes ``(N, *shape, T)`` int8.
     ``stored_per_synop``: per synaptic layer, the stored synapses the chip reads per SynOp
     (:func:`stored_per_synop`); the energy and latency estimates count ``synops`` times it.
@@ -152,7 +157,12 @@ class SimResult:
 def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Validate ``x`` ``(N, *input_shape, T)`` of 0/1 spikes for ``graph``; returns it as C-contiguous
     uint8 (:func:`snnc.sim.common.check_spikes`: bool bytes normalised, integers 0/1, floats exactly
-    0.0/1.0). Raises :class:`UsageError` naming the problem (rank, shape, dtype, values)."""
+    0.0/1.0). Raises :class:`UsageError` naming the problem (rank, shape, dtype, values).
+
+    A graph whose input population is sigma-delta (a ``Delta``, docs/loihi2.md §2.7) takes graded
+    input instead: any int32 integers (:func:`snnc.sim.common.check_graded`), returned as int32."""
+    if is_graded(graph.input.neuron):
+        return check_graded(x, tuple(graph.input.shape))
     return check_spikes(x, tuple(graph.input.shape))
 
 
@@ -226,6 +236,7 @@ class Interpreter(NodeVisitor):
         # layer name -> {"u", "v"} (N, T, *shape) int64 before the reset; filled by a fixed-point
         # run only when the caller sets it to a dict (:func:`trace_layers` does)
         self.states: dict | None = None
+        self.traced: frozenset | None = None  # the layers whose state is stored (None: all)
 
     def run(self, s_in: np.ndarray, record: bool) -> ChunkResult:
         """``s_in`` ``(N, *input_shape, T)`` uint8 spikes -> this chunk's :class:`ChunkResult`."""
@@ -243,7 +254,8 @@ class Interpreter(NodeVisitor):
                 synops[name] = synops.get(name, 0) + synops.pop(p, 0)
         out = self.graph.output.name
         r = self.result
-        output = np.moveaxis(self.env[out], 1, -1).astype(np.int8)
+        value = self.env[out]
+        output = np.moveaxis(value, 1, -1).astype(np.int32 if self._graded(value) else np.int8)
         return ChunkResult(output, r.spikes, r.synops, r.neurons, r.cores, r.layers)
 
     # -- one method per node kind ------------------------------------------------------------
@@ -253,6 +265,11 @@ class Interpreter(NodeVisitor):
             return s
         # an input neuron: each value is its a_in this very step, no synapse delay (§1.7)
         return self._population(node, s.astype(np.int64) if self.fixed else s.astype(self.dtype))
+
+    @staticmethod
+    def _graded(s: np.ndarray) -> bool:
+        """Is the value ``s`` graded payloads (int64) rather than 0/1 spikes (uint8)?"""
+        return s.dtype != np.uint8
 
     def visit_flatten(self, node: Flatten) -> np.ndarray:
         return self.env[self.preds[node.name][0]].reshape(self.n, self.t, *self.shapes[node.name])
@@ -287,6 +304,18 @@ class Interpreter(NodeVisitor):
     def _dense_current(self, node: Dense, s: np.ndarray) -> tuple[np.ndarray, int]:
         n, t = s.shape[:2]
         flat = s.reshape(n * t, -1)
+        if self._graded(s):  # graded payloads (sigma-delta): Lava's int32 dot (§2.7)
+            self._need_fixed(node)
+            w = node.weight
+
+            def make_graded():
+                check_integer(node.name, w)
+                return graded_weights(w, dense=True), (w != 0).sum(axis=0).astype(np.float64)
+
+            gw, fan = prepared(w, "dense-graded", make_graded)
+            counts = np.count_nonzero(flat, axis=0).astype(np.float64)
+            cur = graded_dense(flat, gw, int(node.weight_exp))
+            return cur.reshape(n, t, w.shape[0]), int(round(float(counts @ fan)))
         counts = flat.sum(axis=0, dtype=np.int64).astype(np.float64)  # spikes per input neuron
         fixed = self.fixed
         w = node.weight
@@ -318,7 +347,11 @@ class Interpreter(NodeVisitor):
         out_shape = self.shapes[node.name]
         n, t = s.shape[:2]
         flat = s.reshape(n * t, -1)
-        counts = flat.sum(axis=0, dtype=np.int64).astype(np.float64)  # spikes per input neuron
+        graded = self._graded(s)  # graded payloads (sigma-delta): messages are the non-zero values
+        if graded:
+            counts = np.count_nonzero(flat, axis=0).astype(np.float64)
+        else:
+            counts = flat.sum(axis=0, dtype=np.int64).astype(np.float64)  # spikes per input neuron
         fixed = self.fixed
         w, stride, pad, dil, groups, weight_exp = spec
 
@@ -334,6 +367,18 @@ class Interpreter(NodeVisitor):
             wc, fan, bound = make()
         else:
             wc, fan, bound = prepared(cache_key, f"conv-{fixed}-{in_shape}", make)
+        if graded:  # exact sums, the int32 cast and the 24-bit wrap of Lava's conv (§2.7)
+            self._need_fixed(node)
+            if cache_key is None:
+                gw = graded_weights(w, dense=False)
+            else:
+                gw = prepared(cache_key, "conv-graded", lambda: graded_weights(w, dense=False))
+
+            def conv(a, k):
+                return _conv_currents(a, k, stride, pad, dil, groups)
+
+            cur = graded_conv(flat.reshape(n * t, *in_shape), gw, conv)
+            return self._synapse(node, cur.reshape(n, t, *out_shape), int(round(float(counts @ fan))))
         x = flat.reshape(n * t, *in_shape).astype(wc.dtype)
         cur = _conv_currents(x, wc, stride, pad, dil, groups)
         if fixed and bound >= STATE_WRAP:
@@ -348,14 +393,30 @@ class Interpreter(NodeVisitor):
     # -- neurons: delayed current (N, T, *shape) -> spikes (N, T, *shape) uint8 ----------------
     def _population(self, node: Node, cur: np.ndarray) -> np.ndarray:
         name, shape = node.name, self.shapes[node.name]
-        spk = self._lif(node, cur, shape)
+        graded = is_graded(node.neuron)
+        spk = self._sdnn(node, cur) if graded else self._lif(node, cur, shape)
         r = self.result
-        r.spikes[name] = int(spk.sum(dtype=np.int64))
+        # a graded population's spikes are its non-zero payloads (the messages it sends)
+        r.spikes[name] = int(np.count_nonzero(spk)) if graded else int(spk.sum(dtype=np.int64))
         r.neurons[name] = int(np.prod(shape))
         r.cores[name] = node_cores(node)
         if self.record:
-            r.layers[name] = np.moveaxis(spk, 1, -1).astype(np.int8)
+            r.layers[name] = np.moveaxis(spk, 1, -1).astype(np.int32 if graded else np.int8)
         return spk
+
+    def _need_fixed(self, node: Node) -> None:
+        if not self.fixed:
+            raise SnncError(f"{node.name}: sigma-delta (graded) layers run in fixed-point graphs only")
+
+    def _sdnn(self, node: Node, cur: np.ndarray) -> np.ndarray:
+        """A sigma-delta population (:mod:`snnc.sim.sdnn`): its payloads ``(N, T, *shape)`` int64."""
+        self._need_fixed(node)
+        if getattr(node, "bn", None) is not None:
+            raise SnncError(f"{node.name}: a fixed-point graph cannot hold batch-norm; run fold_bn first")
+        trace = None
+        if self.states is not None and (self.traced is None or node.name in self.traced):
+            trace = self.states.setdefault(node.name, {})
+        return sdnn_fixed(node.name, cur, node.neuron, trace)
 
     def _lif(self, node: Node, cur: np.ndarray, shape) -> np.ndarray:
         neuron = node.neuron
@@ -374,7 +435,9 @@ class Interpreter(NodeVisitor):
             shift = (bn.bias - scale * bn.running_mean).reshape(bshape)
             bias = shift if bias is None else bias + shift
         if self.fixed:
-            trace = None if self.states is None else self.states.setdefault(node.name, {})
+            trace = None
+            if self.states is not None and (self.traced is None or node.name in self.traced):
+                trace = self.states.setdefault(node.name, {})
             return _lif_fixed(node.name, cur, neuron, bias, trace)
         return _lif_float(cur, neuron, bias, self.dtype)
 
@@ -519,15 +582,17 @@ def simulate(graph: Graph, x: np.ndarray, record: bool = False, float_dtype=np.f
     n, t = s_in.shape[0], s_in.shape[-1]
     shapes = graph.shapes()
     widest = max(int(np.prod(s)) for s in shapes.values())
-    # the compiled kernels have no input population: such graphs run here (docs/loihi2.md §1.7)
-    compiled = graph.input.neuron is None and not _DISABLE_NUMBA
+    # the compiled kernels have no input population: such graphs run here (docs/loihi2.md §1.7);
+    # nor graded (sigma-delta) layers: those run here too, their neurons in a compiled loop (§2.7)
+    compiled = graph.input.neuron is None and not _DISABLE_NUMBA and not has_graded(graph)
     if fixed and compiled and kernels.kernels() is not None:
         arena: dict = {}  # the chunks reuse one set of buffers
         chunk = lambda s, rec: kernels.run(graph, s, rec, arena)  # noqa: E731
         per = max(1, kernels.CHUNK_ELEMENTS // max(1, widest * t), kernels.threads())
     else:
         chunk = Interpreter(graph, fixed, float_dtype, shapes).run
-        per = max(1, _CHUNK_ELEMENTS // max(1, widest * t))
+        elements = _GRADED_CHUNK_ELEMENTS if has_graded(graph) else _CHUNK_ELEMENTS
+        per = max(1, elements // max(1, widest * t))
     parts = [chunk(s_in[i : i + per], record) for i in range(0, n, per)]
     result = _merge(parts, n, t, record)
     result.stored_per_synop = stored_per_synop(graph)
@@ -563,6 +628,9 @@ def stored_per_synop(graph: Graph) -> dict[str, float]:
 
 
 _CHUNK_ELEMENTS = 1 << 20  # (samples x steps x widest layer) per chunk: stays in L2/L3
+# graded (sigma-delta) graphs: their per-layer calls cost more than a cache miss (PilotNet SDNN, batch
+# 64: 0.91 ms CPU per sample-step at 2**20, 0.68 at 2**21, 0.66 at 2**22)
+_GRADED_CHUNK_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -576,17 +644,25 @@ class LayerTrace:
     """
 
     spikes: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
+    u: np.ndarray | None
+    v: np.ndarray | None
+    #: A sigma-delta layer (docs/loihi2.md §2.7; ``u``, ``v`` are ``None`` then, ``spikes`` its int32
+    #: payloads): the states Lava's sigma-delta models hold at the end of each step, ``(N, *shape, T)``
+    #: int64 (a ``Sigma`` has ``sigma`` only, a ``Delta`` no ``sigma``).
+    sigma: np.ndarray | None = None
+    act: np.ndarray | None = None
+    residue: np.ndarray | None = None
+    error: np.ndarray | None = None
 
 
-def trace_layers(graph: Graph, x: np.ndarray) -> dict[str, LayerTrace]:
+def trace_layers(graph: Graph, x: np.ndarray, layers=None) -> dict[str, LayerTrace]:
     """Every neuron layer's spikes, ``u`` and ``v`` at every step, by the numpy reference.
 
     ``graph``: fixed point; ``x``: ``(N, *input_shape, T)`` 0/1 spikes. Runs :class:`Interpreter`
     on the whole batch (memory ``N x T x`` neurons ``x 8`` bytes per state), never the compiled
     kernels, which keep no state history; their spikes are ``simulate(graph, x, record=True).layers``.
-    Keys: the neuron layers' node names, in graph order.
+    Keys: the neuron layers' node names, in graph order; ``layers`` (names) keeps only those (the
+    others' state is never stored).
     """
     graph.verify()
     if graph.precision != "fixed":
@@ -594,10 +670,17 @@ def trace_layers(graph: Graph, x: np.ndarray) -> dict[str, LayerTrace]:
     s_in = check_input(graph, x)
     interp = Interpreter(graph, True, np.float64)
     interp.states = {}
+    interp.traced = None if layers is None else frozenset(layers)
     run = interp.run(s_in, record=True)
     out = {}
     for name, spikes in run.layers.items():
+        if name not in interp.states:
+            continue
         st = interp.states[name]
+        if is_graded(graph.nodes[name].neuron):
+            moved = {k: np.moveaxis(a, 1, -1).reshape(spikes.shape) for k, a in st.items()}
+            out[name] = LayerTrace(spikes, None, None, **moved)
+            continue
         v = np.where(np.moveaxis(spikes, -1, 1) != 0, 0, st["v"])  # reset v only (§2.1)
         out[name] = LayerTrace(spikes, np.moveaxis(st["u"], 1, -1), np.moveaxis(v, 1, -1))
     return out

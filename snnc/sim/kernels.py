@@ -77,6 +77,7 @@ from snnc.sim.common import (
     check_integer,
     check_kernel_input,
     fixed_threshold,
+    has_graded,
     node_cores,
     prepared,
 )
@@ -85,6 +86,7 @@ _KERNELS: dict = {}
 FORCE_CONV: str | None = None  # "event", "gemm" or "lut" picks the conv kernel (tests compare all)
 CHAIN = True  # dense chains run fused in dense_chain (tests compare with the layer-by-layer path)
 CHUNK_ELEMENTS = 1 << 22  # samples x steps x widest layer per chunk (fewer thread hand-offs)
+DISABLE_SDNN_KERNEL = False  # tests compare snnc.sim.sdnn's numpy loop with the compiled sigma_delta
 
 
 def kernels() -> dict | None:
@@ -115,6 +117,7 @@ def kernels() -> dict | None:
         lif_f64=nk.lif_f64,
         input_counts=nk.input_counts,
         dense_chain=nk.dense_chain,
+        sigma_delta=nk.sigma_delta,
     )
     return _KERNELS
 
@@ -136,6 +139,20 @@ def warm_up() -> None:
             k["input_counts"](np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1), np.int32), 0, 1)
 
     threading.Thread(target=start, name="snnc-numba-warm-up").start()
+
+
+def sigma_delta(a: np.ndarray, b: np.ndarray, mode: int, relu: bool, cum: bool, vth: int, up: int, down: int):
+    """The compiled sigma-delta loop (:mod:`snnc.sim.sdnn`) on ``a`` ``(N, T, M)`` (int32 values) over
+    the samples' threads: the payloads ``(N, T, M)`` int32, or ``None`` without numba."""
+    k = kernels()
+    if k is None or DISABLE_SDNN_KERNEL:
+        return None
+    out = np.empty(a.shape, np.int32)
+    a32 = np.ascontiguousarray(a, dtype=np.int32)
+    workers = 1 if a.size < 1 << 16 else None  # a thread hand-off costs more than a small layer's loop
+    args = (a32, b.astype(np.int32), mode, relu, cum, vth, up, down, out)
+    _parallel(k["sigma_delta"], a.shape[0], *args, workers=workers)
+    return out
 
 
 _POOL: list = []
@@ -666,6 +683,8 @@ def run(graph: Graph, s_in: np.ndarray, record: bool = False, arena: dict | None
     """
     if graph.input.neuron is not None:  # snnc.sim.simulate runs these on the numpy interpreter
         raise SnncError("the compiled kernels do not run an input neuron (docs/loihi2.md §1.7)")
+    if has_graded(graph):  # the interpreter runs these, its neurons in sigma_delta (§2.7)
+        raise SnncError("the compiled kernels do not run sigma-delta (graded) layers (docs/loihi2.md §2.7)")
     s_in = check_kernel_input(s_in, tuple(graph.input.shape))
     k = kernels()
     p = plan(graph)

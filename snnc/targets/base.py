@@ -8,7 +8,9 @@ through :data:`snnc.targets.registry.TARGETS`, the only list of targets:
 - ``spec``: the integer formats its graphs hold (:class:`FixedPointSpec`), ``None`` for a float
   target;
 - ``limits``: its resource limits, a frozen dataclass of its own (Loihi 2's is
-  :class:`snnc.targets.loihi2.spec.CoreLimits`), or ``None``;
+  :class:`snnc.targets.loihi2.spec.CoreLimits`), which ``lower`` enforces and ``snnc compile
+  --cores`` / ``--core-limit KEY=N`` override field by field; or ``None``: the target has no budget
+  of its own (``sim``, ``onnx``, ``nir`` size a net on Loihi 2 for the report but refuse nothing);
 - ``lower(graph, log=None, limits=None)``: its own passes (quantize, map onto cores, ...), run by
   :func:`snnc.compile.passes.run_passes` after the generic ones (``fold_bn``, ``remove_dead``);
   ``limits`` overrides ``self.limits`` for one compilation;

@@ -170,7 +170,7 @@ def test_scale_folds_into_the_synapse_before_and_after():
                 v_threshold=np.ones(3),
                 v_reset=np.zeros(3),
             ),
-            ("shorter than the time step", "--nir-dt"),
+            ("shorter than the time step", "metadata as 'dt'"),
         ),
         (nir.IF(r=np.ones(3), v_threshold=np.array([1.0, 2.0, 1.0])), ("per-neuron values", "v_threshold")),
     ],
@@ -217,7 +217,10 @@ def test_norse_dense_export_reads_exactly(cell):
             p.mul_(3.0 if cell == "IAFCell" else 30.0)
         m[0].bias.zero_()
         m[2].bias.zero_()
-    graph = from_nir(nt.to_nir(m, torch.zeros(1, 20)), dt=None if cell == "IAFCell" else 1e-6)
+    g = nt.to_nir(m, torch.zeros(1, 20))
+    if cell == "LIFBoxCell":
+        g.metadata["dt"] = 1e-6  # as a user sets it in the file (docs/interop.md)
+    graph = from_nir(g)
     x = _spikes((8, 20), 24, seed=8)
     ref = _norse_run(m, x)
     assert ref.sum() > 20

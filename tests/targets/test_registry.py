@@ -18,8 +18,9 @@ def test_builtin_targets_follow_the_protocol():
     for name in ("loihi2", "sim", "onnx", "nir"):
         t = TARGETS.get(name)
         assert isinstance(t, Target) and t.name == name
-        # every built-in sizes on Loihi 2's cores; all but nir (a float export) hold its numbers
-        assert t.spec is (None if name == "nir" else SPEC) and t.limits is LIMITS
+        # all but nir (a float export) hold Loihi 2's numbers; only loihi2 has (and enforces) core limits
+        assert t.spec is (None if name == "nir" else SPEC)
+        assert t.limits is (LIMITS if name == "loihi2" else None)
     assert isinstance(SPEC, FixedPointSpec) and SPEC.weight_bits == 8 and SPEC.precision == "fixed"
     assert {n for n in ("loihi2", "sim", "onnx", "nir") if isinstance(TARGETS.get(n), RunnableTarget)} == {
         "loihi2",

@@ -557,6 +557,9 @@ def remove_dead(graph: ir.Graph, calibration: np.ndarray | None = None) -> ir.Gr
     removed too (lossy, noted, ``graph.meta["lossy"] = True``).
     """
     graph = _with_orig(graph)
+    if any(ir.is_graded(getattr(n, "neuron", None)) for n in graph.nodes.values()):
+        # a sigma-delta channel without input still sends relu(bias) (docs/loihi2.md §2.7)
+        return note(graph, "sigma-delta (graded) layers: no channel removed")
     silent = None
     if calibration is not None:
         silent = _calibration_silent(graph, calibration)

@@ -35,7 +35,7 @@ import numpy as np
 from snnc import ir
 from snnc.errors import SnncError, UsageError
 from snnc.ir.fixed import ACTIVATION_SHIFT, DECAY_UNITY, STATE_WRAP
-from snnc.targets.loihi2.map_cores import chunk_axons, map_cores
+from snnc.targets.loihi2.map_cores import chunk_axons, is_population, map_cores
 from snnc.targets.loihi2.netx import NETX_FILE, netx_dense_weights, read_netx
 from snnc.targets.loihi2.spec import (
     BIAS_EXP,
@@ -274,12 +274,7 @@ class GraphContext:
 
 
 def _populations(graph: ir.Graph) -> list[str]:
-    return [
-        n
-        for n, node in graph.nodes.items()
-        if isinstance(node, ir.Add | ir.Pool)
-        or (isinstance(node, ir.Conv | ir.Dense) and node.neuron is not None)
-    ]
+    return [n for n, node in graph.nodes.items() if is_population(node)]
 
 
 _MAPPING_KEYS = ("cores", "neurons_per_core", "sram_bytes_per_core", "in_axons_per_core")
@@ -323,7 +318,7 @@ def _neurons_per_core(ctx: GraphContext) -> list[Violation]:
 
 def _sram_per_core(ctx: GraphContext) -> list[Violation]:
     lim = ctx.limits.sram_bytes_per_core
-    return _per_core(ctx, "synapse-memory-per-core", "sram_bytes_per_core", lim, "bytes of SRAM")
+    return _per_core(ctx, "synapse-memory-per-core", "sram_bytes_per_core", lim, "bytes of synapse memory")
 
 
 def _axons_per_core(ctx: GraphContext) -> list[Violation]:
@@ -390,7 +385,7 @@ def _state_wrap(ctx: GraphContext) -> list[Violation]:
     for name in _populations(ctx.graph):
         drive = _input_drive(ctx.graph, name, shapes)
         node = ctx.graph.nodes[name]
-        if drive is None or node.neuron is None:
+        if drive is None or node.neuron is None or ir.is_graded(node.neuron):  # LIF u only (§2.1)
             continue
         d = int(node.neuron.current_decay)
         for sign, a in zip(("+", "-"), drive, strict=True):
@@ -471,22 +466,22 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "neurons-per-core",
-        "neurons on one neurocore <= CoreLimits.neurons_per_core (8192)",
-        "docs/loihi2.md §4",
+        "neurons on one neurocore <= CoreLimits.neurons_per_core (4095, Intel's compiler)",
+        "docs/loihi2.md §4.1",
         "graph",
         _neurons_per_core,
     ),
     Rule(
         "synapse-memory-per-core",
-        "synapses and neuron state on one neurocore <= CoreLimits.sram_bytes_per_core (128 KiB)",
-        "docs/loihi2.md §4",
+        "synapse memory of one neurocore <= CoreLimits.sram_bytes_per_core (12000 64-bit words)",
+        "docs/loihi2.md §4.1",
         "graph",
         _sram_per_core,
     ),
     Rule(
         "input-axons-per-core",
-        "input axons (fan-in) of one neurocore <= CoreLimits.in_axons_per_core (4096, a stand-in)",
-        "docs/loihi2.md §4",
+        "input axons of one neurocore <= CoreLimits.in_axons_per_core (16000, Intel's compiler)",
+        "docs/loihi2.md §4.1",
         "graph",
         _axons_per_core,
     ),
@@ -505,7 +500,9 @@ _RULE_SOURCES = {r.name: r.source for r in RULES}
 def _neuron_fields(neuron: ir.CubaLIF | None, decays: tuple | None = None) -> NeuronFields | None:
     if neuron is None:
         return None
-    cd, vd = decays if decays is not None else (neuron.current_decay, neuron.voltage_decay)
+    # a sigma-delta neuron (docs/loihi2.md §2.7) has no decays: 0, 0 satisfies the decay rules
+    own = (getattr(neuron, "current_decay", 0), getattr(neuron, "voltage_decay", 0))
+    cd, vd = decays if decays is not None else own
     return NeuronFields(neuron.threshold, cd, vd, neuron.bias)
 
 

@@ -5,6 +5,10 @@ when Intel's Loihi stack is importable), one sample per network build, so no sta
 samples. Graphs netx cannot express (residual ``Add``) are built from Lava Dense/Sparse/Conv/LIF
 processes connected by ports (:func:`build_processes`).
 
+Sigma-delta (SDNN) layers run as Lava's ``Delta`` / ``SigmaDelta`` / ``Sigma`` processes, and a
+synapse that reads one takes graded spikes (``num_message_bits = 16``, as netx gives it); the
+output of such a net is int32 payloads (docs/loihi2.md §2.7).
+
 Sparse synapses: a dense layer that ``map_cores`` marked ``node.meta["synapse"] == "sparse"`` becomes
 a Lava ``Sparse`` process (a scipy CSR matrix; it computes the same integers as ``Dense``,
 docs/loihi2.md §2.2, §7). netx's only switch is ``Network(..., sparse_fc_layer=True)``, which makes
@@ -24,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from snnc.errors import SnncError
-from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool
+from snnc.ir import Add, Conv, Dense, Flatten, Graph, Input, NodeVisitor, Output, Pool, SigmaDelta, is_graded
 from snnc.targets.loihi2.netx import (
     SYNAPSE_KEY,
     effective_int,
@@ -148,13 +152,14 @@ def _run_one_netx(net_path: str, sample: np.ndarray) -> np.ndarray:
 
 def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndarray:
     """Run in Lava, one sample per fresh network; ``x`` ``(N, *input_shape, T)`` -> ``(N,
-    *out_shape, T)`` int8.
+    *out_shape, T)`` int8 (int32 when the last layer sends graded spikes: a sigma-delta net's
+    payloads as the sink records them, docs/loihi2.md §2.7; its input may then be graded too).
 
     A sequential graph or a netx file runs through ``netx.hdf5.Network`` (a file with ``pool`` layers,
     which netx cannot load, as the graph read from it); a graph with ``Add`` nodes is built from Lava
     Dense/Conv/LIF processes connected by ports (:func:`build_processes`).
     """
-    from snnc.sim import check_input
+    from snnc.sim import check_input, graded_output
 
     graph = graph_or_path if isinstance(graph_or_path, Graph) else read_netx(graph_or_path)
     if any(isinstance(n, Pool) for n in graph.nodes.values()):
@@ -175,7 +180,7 @@ def run_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> np.ndar
         with netx_file(graph_or_path) as net_path:
             for sample in s:
                 outs.append(_run_one_netx(net_path, sample))
-    return np.stack(outs).astype(np.int8)
+    return np.stack(outs).astype(np.int32 if graded_output(graph) else np.int8)
 
 
 def compare_with_lava(graph_or_path: Graph | str | os.PathLike, x: np.ndarray) -> dict:
@@ -230,9 +235,12 @@ class _ProcessBuilder(NodeVisitor):
         from lava.proc.conv.process import Conv as LavaConv
         from lava.proc.dense.process import Dense as LavaDense
         from lava.proc.lif.process import LIF
+        from lava.proc.sdn.process import ActivationMode, Delta, Sigma
+        from lava.proc.sdn.process import SigmaDelta as LavaSigmaDelta
         from lava.proc.sparse.process import Sparse as LavaSparse
 
         self.lava = {"conv": LavaConv, "dense": LavaDense, "sparse": LavaSparse, "lif": LIF}
+        self.sdn = {"delta": Delta, "sigma_delta": LavaSigmaDelta, "sigma": Sigma, "modes": ActivationMode}
         self.graph = graph
         self.shapes = graph.shapes()
         self.procs: dict = {}
@@ -267,9 +275,14 @@ class _ProcessBuilder(NodeVisitor):
         if node.meta.get("synapse") == "sparse":  # as netx's sparse_synapse does (blocks/process.py:150-153)
             from scipy.sparse import csr_matrix
 
-            syn = self.lava["sparse"](weights=csr_matrix(weights), weight_exp=exp, num_weight_bits=nwb)
+            bits = self._bits(node)
+            syn = self.lava["sparse"](
+                weights=csr_matrix(weights), weight_exp=exp, num_weight_bits=nwb, num_message_bits=bits
+            )
         else:
-            syn = self.lava["dense"](weights=weights, weight_exp=exp, num_weight_bits=nwb)
+            syn = self.lava["dense"](
+                weights=weights, weight_exp=exp, num_weight_bits=nwb, num_message_bits=self._bits(node)
+            )
         self._synapse(node, syn, lif)
 
     def visit_conv(self, node: Conv) -> None:
@@ -283,8 +296,16 @@ class _ProcessBuilder(NodeVisitor):
         w = node.conv_weight(c)
         self._synapse(node, self._conv(node, w, node.stride, (0, 0), (1, 1), c), lif)
 
+    def _bits(self, node) -> int:
+        """The synapse's ``num_message_bits``: 16 (graded, netx's SDNN default) where the node it
+        reads sends graded spikes (docs/loihi2.md §2.7), else 0 (binary)."""
+        src = self.graph.predecessors(node.name)[0]
+        while not hasattr(self.graph.nodes[src], "neuron") and self.graph.predecessors(src):
+            src = self.graph.predecessors(src)[0]  # through Flatten
+        return 16 if is_graded(getattr(self.graph.nodes[src], "neuron", None)) else 0
+
     def _lif(self, node):
-        """The LIF process of ``node``'s neuron (``None`` for a synapse-only node)."""
+        """The LIF (or sigma-delta) process of ``node``'s neuron (``None`` for a synapse-only node)."""
         neuron = node.neuron
         if neuron is None:
             return None
@@ -294,6 +315,10 @@ class _ProcessBuilder(NodeVisitor):
         else:
             per_channel = np.asarray(neuron.bias).reshape((-1,) + (1,) * (len(shape) - 1))
             bias = np.broadcast_to(per_channel, shape)
+        if isinstance(neuron, SigmaDelta):
+            proc = self._sdnn(neuron, shape, bias)
+            self.procs[node.name + ".neuron"] = proc
+            return proc
         lif = self.lava["lif"](
             shape=_lava_shape(shape),
             du=int(neuron.current_decay) - 1,
@@ -305,6 +330,24 @@ class _ProcessBuilder(NodeVisitor):
         self.procs[node.name + ".neuron"] = lif
         return lif
 
+    def _sdnn(self, neuron: SigmaDelta, shape, bias: np.ndarray):
+        """Lava's ``Delta`` / ``SigmaDelta`` / ``Sigma`` for a sigma-delta population, with the
+        parameters netx gives them (docs/loihi2.md §1.4, §2.7)."""
+        common = {"shape": _lava_shape(shape)}
+        if neuron.mode == "sigma":
+            return self.sdn["sigma"](**common)
+        exps = {"spike_exp": neuron.spike_exp, "state_exp": neuron.state_exp, "cum_error": neuron.cum_error}
+        if neuron.mode == "delta":
+            return self.sdn["delta"](vth=int(neuron.threshold), **exps, **common)
+        mode = self.sdn["modes"].RELU if neuron.activation == "relu" else self.sdn["modes"].UNIT
+        return self.sdn["sigma_delta"](
+            vth=int(neuron.threshold),
+            bias=np.ascontiguousarray(bias.T).astype(np.int32),
+            act_mode=mode,
+            **exps,
+            **common,
+        )
+
     def _conv(self, node, w: np.ndarray, stride, pad, dil, groups):
         src_shape = self.shapes[self.graph.predecessors(node.name)[0]]
         lw = w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)  # netx's layout (§1.4)
@@ -315,6 +358,7 @@ class _ProcessBuilder(NodeVisitor):
             stride=stride[::-1],
             dilation=dil[::-1],
             groups=groups,
+            num_message_bits=self._bits(node),
         )
 
     def _synapse(self, node, syn, lif) -> None:

@@ -33,6 +33,8 @@ from snnc.ir import (
     NodeVisitor,
     Output,
     Pool,
+    SigmaDelta,
+    is_graded,
 )
 from snnc.ir.fixed import DECAY_UNITY
 from snnc.ir.limits import check_graph
@@ -154,7 +156,9 @@ def _pair_of(grp, key: str, where: str, default: int) -> tuple[int, int]:
     return (int(a[0]), int(a[1]))
 
 
-def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
+def _read_neuron(grp, where: str, default: dict | None = None, input: bool = False) -> CubaLIF | SigmaDelta:
+    """The layer's neuron: CUBA-LIF, or a sigma-delta neuron for ``type`` ``SDNN`` (``input``: the
+    input layer's, a ``Delta``), as netx's ``get_neuron_params`` builds it (docs/loihi2.md §1.4)."""
     if "neuron" not in grp:
         if default is None:
             raise UsageError(f"{where}: missing key 'neuron'")
@@ -164,17 +168,14 @@ def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
         ng = grp["neuron"]
         if not hasattr(ng, "keys"):
             raise UsageError(f"{where}: key 'neuron' must be a group")
-        _check_neuron_type(ng, where)
+        ntype = _check_neuron_type(ng, where)
         if "messageBits" in ng:
             raise UsageError(f"{where}: key 'neuron/messageBits' makes netx fail to build; remove it")
+        if ntype == "SDNN":
+            return _read_sdnn(grp, ng, where, input)
         params = {}
         for key in ("iDecay", "vDecay", "vThMant"):
-            if key not in ng:
-                raise UsageError(f"{where}: missing key 'neuron/{key}'")
-            val = np.asarray(ng[key][()]).reshape(-1)
-            if val.size != 1:
-                raise UsageError(f"{where}: key 'neuron/{key}' must be a scalar")
-            params[key] = int(val[0])
+            params[key] = _scalar(ng, key, where)
         bias = None
     if "bias" in grp:
         bias = np.asarray(grp["bias"][()]).reshape(-1).astype(int)  # netx: .astype(int) (§1.2)
@@ -189,18 +190,50 @@ def _read_neuron(grp, where: str, default: dict | None = None) -> CubaLIF:
         raise UsageError(f"{where}: bad neuron parameters ({e}); key 'neuron'") from None
 
 
-def _check_neuron_type(ng, where: str) -> None:
-    """Raise :class:`SnncError` (the file's content, exit 1) unless the ``neuron`` group ``ng`` is
-    a CUBA-LIF neuron (``CUBA`` or ``LOIHI``), the only kind snnc simulates."""
+def _scalar(ng, key: str, where: str) -> int:
+    if key not in ng:
+        raise UsageError(f"{where}: missing key 'neuron/{key}'")
+    val = np.asarray(ng[key][()]).reshape(-1)
+    if val.size != 1:
+        raise UsageError(f"{where}: key 'neuron/{key}' must be a scalar")
+    return int(val[0])
+
+
+def _read_sdnn(grp, ng, where: str, input: bool) -> SigmaDelta:
+    """netx's SDNN neuron (``hdf5.py`` ``get_neuron_params``): ``Delta`` for the input layer,
+    ``Sigma`` where the neuron group has ``sigma_output``, else ``SigmaDelta`` with ReLU (netx
+    ignores ``activation``) and the layer's ``bias``; ``spike_exp = state_exp = 6`` (§1.4, §2.7)."""
+    bias = None
+    if input:
+        mode = "delta"  # netx's create_input passes no bias (§1.7)
+    elif "sigma_output" in ng:
+        mode = "sigma"
+        if "bias" in grp:  # netx hands the bias to Sigma(...), which takes none: TypeError
+            raise UsageError(f"{where}: netx cannot build a sigma_output layer with key 'bias'; remove it")
+    else:
+        mode = "sigma_delta"
+        if "bias" in grp:
+            bias = np.asarray(grp["bias"][()]).reshape(-1).astype(int)  # netx: .astype(int) (§1.2)
+    threshold = _scalar(ng, "vThMant", where) if mode != "sigma" or "vThMant" in ng else 0
+    try:
+        return SigmaDelta(threshold=threshold, bias=bias, mode=mode)
+    except GraphError as e:
+        raise UsageError(f"{where}: bad neuron parameters ({e}); key 'neuron'") from None
+
+
+def _check_neuron_type(ng, where: str) -> str:
+    """The neuron group's ``type``: ``CUBA``/``LOIHI`` (CUBA-LIF) or ``SDNN`` (sigma-delta), the kinds
+    snnc simulates; anything else is :class:`SnncError` (the file's content, exit 1)."""
     ntype = _decode(ng["type"]) if "type" in ng else ""
-    if ntype not in ("CUBA", "LOIHI"):
+    if ntype not in ("CUBA", "LOIHI", "SDNN"):
         raise SnncError(
             f"{where}: neuron type {ntype!r} is not supported (key 'neuron/type'): snnc simulates "
-            "CUBA-LIF networks only; run this network with lava-dl netx itself"
+            "CUBA-LIF and sigma-delta (SDNN) networks only; run this network with lava-dl netx itself"
         )
+    return "SDNN" if ntype == "SDNN" else "CUBA"
 
 
-def _broadcast_bias(neuron: CubaLIF, channels: int) -> CubaLIF:
+def _broadcast_bias(neuron: CubaLIF | SigmaDelta, channels: int) -> CubaLIF | SigmaDelta:
     """A single bias (slayer's scalar MeanOnlyBatchNorm) applies to every neuron, as in netx."""
     if neuron.bias is not None and neuron.bias.size == 1 and channels != 1:
         return dataclasses.replace(neuron, bias=np.full(channels, neuron.bias.reshape(-1)[0]))
@@ -307,9 +340,9 @@ def _read_input(grp, kind: str, i: int, where: str, shape, nodes):
         raise UsageError(f"{where}: key 'shape' {list(shp)} is not a valid (C, H, W) or (F,)")
     if "neuron" not in grp:
         return Input("input", shape=shp), shp
-    # netx builds a LIF without bias here; the layer's 'weight'/'bias' only become the block's
-    # unused `transform`; the input drives the neuron's a_in directly (docs/loihi2.md §1.7)
-    neuron = _read_neuron({k: grp[k] for k in grp.keys() if k != "bias"}, where)
+    # netx builds a LIF (a Delta for SDNN) without bias here; the layer's 'weight'/'bias' only become
+    # the block's unused `transform`; the input drives the neuron's a_in directly (docs/loihi2.md §1.7)
+    neuron = _read_neuron({k: grp[k] for k in grp.keys() if k != "bias"}, where, input=True)
     meta = {}
     for key in ("weight", "bias"):
         if key in grp:
@@ -437,7 +470,10 @@ def effective_int(node, what: str) -> np.ndarray:
     return w.astype(np.int64)
 
 
-def _write_neuron(g, neuron: CubaLIF, name: str) -> None:
+def _write_neuron(g, neuron: CubaLIF | SigmaDelta, name: str, input: bool = False) -> None:
+    if isinstance(neuron, SigmaDelta):
+        _write_sdnn(g, neuron, name, input)
+        return
     thr = neuron.threshold
     if thr != int(thr) or thr < 0:
         raise SnncError(f"{name}: threshold {thr} is not a non-negative integer mantissa; quantize first")
@@ -450,7 +486,29 @@ def _write_neuron(g, neuron: CubaLIF, name: str) -> None:
     g.create_dataset("neuron/refDelay", data=1)
 
 
-def _write_bias(g, neuron: CubaLIF, name: str) -> None:
+def _write_sdnn(g, neuron: SigmaDelta, name: str, input: bool) -> None:
+    """slayer's SDNN neuron group (``type``, ``activation``, ``vThMant``; ``sigma_output`` for a
+    ``Sigma``), refusing what netx would build differently (docs/loihi2.md §1.4, §2.7)."""
+    want = ("delta",) if input else ("sigma_delta", "sigma")
+    if neuron.mode not in want:
+        where = "the input layer" if input else "a synaptic layer"
+        raise SnncError(
+            f"{name}: netx builds {' or '.join(want)} neurons in {where}, not {neuron.mode!r}; "
+            "run this graph with snnc simulate or Lava processes instead"
+        )
+    if neuron.cum_error or neuron.activation != "relu" or (neuron.spike_exp, neuron.state_exp) != (6, 6):
+        raise SnncError(
+            f"{name}: netx builds sigma-delta neurons with ReLU, cum_error off and spike_exp = state_exp "
+            "= 6 only; this neuron cannot be written to netx"
+        )
+    g.create_dataset("neuron/type", data="SDNN")
+    g.create_dataset("neuron/activation", data="relu")
+    g.create_dataset("neuron/vThMant", data=int(neuron.threshold))
+    if neuron.mode == "sigma":
+        g.create_dataset("neuron/sigma_output", data=True)
+
+
+def _write_bias(g, neuron: CubaLIF | SigmaDelta, name: str) -> None:
     if neuron.bias is None:
         return
     b = np.asarray(neuron.bias)
@@ -604,7 +662,7 @@ def _write_layer(g, kind: str, d: dict) -> None:
             raise SnncError(f"{node.name}: netx gives an input neuron no bias; it cannot be written")
         for key, val in node.meta.get("netx_transform", {}).items():
             g.create_dataset(key, data=np.float32(val))
-        _write_neuron(g, node.neuron, node.name)
+        _write_neuron(g, node.neuron, node.name, input=True)
         return
     if kind in ("input", "flatten"):
         return
@@ -660,7 +718,14 @@ def describe_netx(path: str | os.PathLike) -> dict:
             m = int(np.abs(w).max())
             bits = int(np.ceil(np.log2(m + 1))) + int(w.min() < 0)
         npar = None
-        if neuron is not None:
+        if isinstance(neuron, SigmaDelta):
+            npar = {
+                "type": "sdnn",
+                "mode": neuron.mode,
+                "threshold": neuron.threshold,
+                "bias": neuron.bias is not None,
+            }
+        elif neuron is not None:
             npar = {
                 "threshold": neuron.threshold,
                 "current_decay": neuron.current_decay,
@@ -687,9 +752,7 @@ def describe_netx(path: str | os.PathLike) -> dict:
                 params,
                 nz,
                 "-" if bits is None else bits,
-                "-"
-                if npar is None
-                else f"{npar['threshold']:g}/{npar['current_decay']}/" f"{npar['voltage_decay']}",
+                _neuron_cell(npar),
             ]
         )
     in_shape = list(graph.input.shape)
@@ -712,5 +775,16 @@ def describe_netx(path: str | os.PathLike) -> dict:
             "weight bits",
             "vth/iDecay/vDecay",
         ],
+        "graded": any(is_graded(getattr(n, "neuron", None)) for n in graph.nodes.values()),
         "rows": rows,
     }
+
+
+def _neuron_cell(npar: dict | None) -> str:
+    """``snnc inspect``'s neuron column: ``vth/iDecay/vDecay`` for CUBA-LIF, ``sdnn <mode> vth`` for
+    a sigma-delta neuron."""
+    if npar is None:
+        return "-"
+    if npar.get("type") == "sdnn":
+        return f"sdnn {npar['mode']} vth {npar['threshold']}"
+    return f"{npar['threshold']:g}/{npar['current_decay']}/{npar['voltage_decay']}"

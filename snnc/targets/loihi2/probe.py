@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snnc.errors import UsageError
-from snnc.ir import Add, Graph
+from snnc.ir import Add, Graph, is_graded
 from snnc.targets.loihi2.lava import build_processes, connect_source, netx_file
 
 
@@ -52,13 +52,18 @@ def _from_lava(a: np.ndarray) -> np.ndarray:
 
 
 def probe_lava(
-    graph: Graph, x: np.ndarray, state: tuple[str, ...] = (), via: str | None = None
+    graph: Graph,
+    x: np.ndarray,
+    state: tuple[str, ...] = (),
+    via: str | None = None,
+    net_path: str | os.PathLike | None = None,
 ) -> dict[str, LavaLayer]:
     """Run ``x`` ``(N, *input_shape, T)`` (0/1) through Lava, recording every neuron layer.
 
     ``state``: names of layers whose ``u`` and ``v`` are recorded too. ``via``: ``"netx"`` or
     ``"processes"``; by default netx for a sequential graph without ``Add``, processes otherwise.
-    Returns ``{layer name: LavaLayer}`` in graph order.
+    ``net_path``: the netx file ``graph`` was read from, run as it is instead of the file
+    :func:`write_netx` writes for ``graph`` (netx only). Returns ``{layer name: LavaLayer}`` in graph order.
     """
     from snnc.sim import check_input
 
@@ -71,9 +76,13 @@ def probe_lava(
         via = "processes" if residual else "netx"
     if via not in ("netx", "processes"):
         raise UsageError(f"via must be 'netx' or 'processes', got {via!r}")
+    graded_state = [n for n in state if is_graded(graph.nodes[n].neuron)]
+    if graded_state:
+        raise UsageError(f"{', '.join(graded_state)}: sigma-delta layers have no u or v; record their spikes")
     s = check_input(graph, x)
     runs = []
-    with netx_file(graph) if via == "netx" else contextlib.nullcontext() as path:
+    source = graph if net_path is None else net_path
+    with netx_file(source) if via == "netx" else contextlib.nullcontext() as path:
         for sample in s:
             runs.append(_run_one(graph, layers, state, path, sample.astype(np.int32)))
     out = {}
@@ -81,7 +90,8 @@ def probe_lava(
         recs = [r[name] for r in runs]
         u = np.stack([r[1] for r in recs]) if name in state else None
         v = np.stack([r[2] for r in recs]) if name in state else None
-        out[name] = LavaLayer(np.stack([r[0] for r in recs]).astype(np.int8), u, v)
+        graded = is_graded(graph.nodes[name].neuron)  # sigma-delta: int32 payloads (docs/loihi2.md §2.7)
+        out[name] = LavaLayer(np.stack([r[0] for r in recs]).astype(np.int32 if graded else np.int8), u, v)
     return out
 
 
@@ -101,7 +111,12 @@ def _run_one(graph: Graph, layers: list[str], state, path: str | None, sample: n
         net = netx.hdf5.Network(net_config=path)
         if len(net.layers) != len(layers):
             raise UsageError(f"netx built {len(net.layers)} blocks for {len(layers)} neuron layers")
-        src.s_out.connect(net.inp)
+        # an input layer with a neuron: net.inp is not wired to it, drive its a_in (docs/loihi2.md
+        # §1.7); a flatten first: net.inp is the dense layer's (C*H*W,), fed in C.H.W order (§7.2)
+        in_port = net.in_layer.neuron.a_in if type(net.in_layer).__name__ == "Input" else net.inp
+        if len(in_port.shape) == 1 and sample.ndim == 4:
+            src = io.source.RingBuffer(data=sample.reshape(-1, t))
+        src.s_out.connect(in_port)
         lifs = {name: block.neuron for name, block in zip(layers, net.layers, strict=True)}
         ports = {name: block.out for name, block in zip(layers, net.layers, strict=True)}
     else:

@@ -375,10 +375,34 @@ def _quantize_population(graph, shapes, name, members, new, notes) -> None:
     new[name] = ir.replace(new.get(name, node), neuron=qneuron, meta={"quant": info})
 
 
+def _unreachable_thresholds(graph: ir.Graph) -> ir.Graph:
+    """A fixed graph's CUBA-LIF whose threshold mantissa is beyond the 17-bit ``vth`` *and* beyond
+    every voltage (``vth << 6 > 2**23 - 1``: netx's default for a layer without a neuron, ``1 << 17``,
+    and slayer's ``(1 << 18) - 1``, docs/loihi2.md §1): a non-spiking readout. Loihi 2 cannot hold that
+    mantissa, so it is deployed as ``VTH_MAX``, the largest one; the layer then spikes only where
+    its ``v`` exceeds ``VTH_MAX << 6`` (8388544 of at most 8388607), written in the report's notes."""
+    new, notes = {}, []
+    for name, node in graph.nodes.items():
+        neuron = getattr(node, "neuron", None)
+        if not isinstance(neuron, ir.CubaLIF):
+            continue
+        vth = float(neuron.threshold)
+        if vth > VTH_MAX and int(vth) << ACTIVATION_SHIFT > STATE_WRAP - 1:
+            new[name] = ir.replace(node, neuron=dataclasses.replace(neuron, threshold=VTH_MAX))
+            notes.append(
+                f"{name}: threshold mantissa {int(vth)} (a non-spiking readout: above every 24-bit "
+                f"voltage) is beyond Loihi 2's 17-bit vth; deployed as {VTH_MAX}, so the layer spikes "
+                f"only if its v exceeds {VTH_MAX << ACTIVATION_SHIFT}"
+            )
+    return note(graph.replace(**new), *notes) if new else graph
+
+
 def quantize(graph: ir.Graph) -> ir.Graph:
-    """Quantize a float graph to Loihi 2 fixed point (see the module docstring)."""
+    """Quantize a float graph to Loihi 2 fixed point (see the module docstring). A graph already in
+    fixed point (a netx file) keeps its integers, but for unreachable thresholds
+    (:func:`_unreachable_thresholds`)."""
     if graph.precision == "fixed":
-        return graph
+        return _unreachable_thresholds(graph)
     _check_folded(graph)
     shapes = graph.shapes()
     new: dict[str, ir.Node] = {}

@@ -3,11 +3,12 @@
 simulator.
 
 Usage: python run_loihi2.py --input X.npy --output Y.npy
-X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F,).
+X: (N, *input_shape, T) 0/1 spikes, input_shape in PyTorch order (C, H, W) or (F,); graded int32
+values when the input layer's neuron is sigma-delta (SDNN: they drive its Delta's a_in).
 Y: (N, *output_shape, T) spikes of the last layer as recorded at net.out (each synaptic layer adds
-one
-step of latency). Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no
-network.net) also needs snnc installed, whose process builder wires Lava Dense/Sparse/Conv/LIF
+one step of latency): int8, or int32 payloads when the last layer is sigma-delta.
+Needs lava-nc 0.10 and lava-dl 0.6 (netx); a graph with residual Add nodes (no network.net) also
+needs snnc installed, whose process builder wires Lava Dense/Sparse/Conv/LIF (and sigma-delta)
 processes.
 
 Sparse synapses: a dense layer whose ``synapse`` key is ``sparse`` (snnc's choice where pruning made
@@ -48,6 +49,33 @@ def _sparse_layers(path):
             if bytes(np.asarray(g["type"][()]).reshape(-1)[0]).rstrip(b"\0") == b"dense":
                 out.append(_marked_sparse(g))
     return out
+
+
+def _sdnn_ends(path):
+    """(input layer is SDNN, last layer is SDNN) for a netx file: graded input / graded output."""
+    import h5py
+
+    def sdnn(g):
+        if "neuron" not in g or "type" not in g["neuron"]:
+            return False
+        v = np.asarray(g["neuron"]["type"][()]).reshape(-1)[0]
+        return (v.decode() if isinstance(v, bytes) else str(v)).strip("\0 ") == "SDNN"
+
+    with h5py.File(path, "r") as f:
+        idx = sorted(int(k) for k in f["layer"].keys())
+        return sdnn(f["layer"][str(idx[0])]), sdnn(f["layer"][str(idx[-1])])
+
+
+def graded_ends():
+    """(graded input, graded output) of this build."""
+    if (HERE / "network.net").exists():
+        return _sdnn_ends(HERE / "network.net")
+    from snnc.ir import is_graded
+    from snnc.ir.serialize import load_graph
+    from snnc.sim import graded_output
+
+    graph = load_graph(HERE / "graph.safetensors")
+    return is_graded(graph.input.neuron), graded_output(graph)
 
 
 def _marked_sparse(group):
@@ -116,23 +144,25 @@ def main():
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     a = p.parse_args()
-    x = read_spikes(a.input)
+    graded_in, graded_out = graded_ends()
+    x = read_spikes(a.input, graded_in)
     out = Path(a.output)
     if out.exists() and out.resolve() == Path(a.input).resolve():
         sys.exit("error: --output is the --input file; choose another output path")
-    y = np.stack([run_sample(s) for s in x]).astype(np.int8)
+    y = np.stack([run_sample(s) for s in x]).astype(np.int32 if graded_out else np.int8)
     tmp = out.with_name(f".{out.name}.tmp.npy")
     try:
         np.save(tmp, y)
         tmp.replace(out)  # whole or not at all
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"{a.output}: {y.shape}, {int(y.sum())} spikes")
+    print(f"{a.output}: {y.shape}, {int(np.count_nonzero(y))} spikes")
 
 
-def read_spikes(path):
+def read_spikes(path, graded=False):
     """X.npy as (N, *input_shape, T) 0/1 int8 (bool bytes normalised: any nonzero byte is a spike;
-    integers 0/1; floats exactly 0.0/1.0), or exit with one line."""
+    integers 0/1; floats exactly 0.0/1.0), or with ``graded`` int32 integers; else exit with one
+    line."""
     try:
         x = np.load(path, allow_pickle=False)
     except Exception as e:  # numpy raises many kinds on a damaged file
@@ -143,6 +173,10 @@ def read_spikes(path):
         return (x.view(np.uint8) != 0).astype(np.int8)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         sys.exit(f"error: input dtype {x.dtype} is not numeric; give 0/1 spikes")
+    if graded:
+        if not np.all(np.isfinite(x)) or np.any(x != np.round(x)) or x.min() < -(2**31) or x.max() >= 2**31:
+            sys.exit("error: graded input must be int32 integers (N, *input_shape, T)")
+        return x.astype(np.int32)
     if not np.all((x == 0) | (x == 1)):
         sys.exit("error: input must be (N, *input_shape, T) 0/1 spikes")
     return x.astype(np.int8)

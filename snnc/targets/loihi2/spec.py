@@ -77,24 +77,41 @@ BIAS_MIN, BIAS_MAX = -(2**12), 2**12 - 1  # 13-bit signed bias mantissa
 BIAS_EXP = ACTIVATION_SHIFT  # netx/Lava bias_exp: the bias mantissa is used << 6
 U_LIMIT = STATE_WRAP >> ACTIVATION_SHIFT  # 2**17: |u_float| * S * 64 < 2**23 <=> |u_float| * S < 2**17
 
-# -- neurocores (ours: u and v, 24-bit each, kept in a 32-bit word; see map_cores) ------------------
-NEURON_STATE_BYTES = 8
+# -- neurocores (docs/loihi2.md §4.1: Intel's compiler's per-core registers, read from its printouts) -
+#: Neurons (LIF or sigma-delta) on one neurocore: Intel's compiler reports 3584 neurons as 87.52% and
+#: 2688 as 65.64% of a core (4095 fits both, 4096 neither), and tiles PilotNet's 5632-neuron conv
+#: (22 x 4 x 64) 8 columns wide, not 16, because 16 x 4 x 64 = 4096 would not fit.
+NEURONS_PER_CORE = 4095
+#: Synapse memory of one neurocore: Intel's compiler's ``SynMem`` register, 12000 words (its
+#: violation message ``cost_db.registers['SynMem']=12000``); the word is taken as 64 bits (an
+#: estimate: Intel's per-layer conv figures are whole 64-bit rows of packed weights).
+SYNAPSE_WORDS_PER_CORE = 12000
+SYNAPSE_WORD_BITS = 64
+SYNAPSE_WORD_BYTES = SYNAPSE_WORD_BITS // 8
+#: Bits a dense or sparse synapse stores beyond its weight (fitted: the smallest whole number with
+#: which snnc's dense estimate is at least every dense allocation Intel's compiler printed, §4.1).
+SYNAPSE_OVERHEAD_BITS = 13
+#: Input axons of one neurocore: Intel's compiler reports 784 input axons as 4.90% of a core.
+IN_AXONS_PER_CORE = 16000
+#: Neuron groups of one neurocore (Intel's compiler: one group is 12.5%); a contiguous chunk of one
+#: layer is at most 5 boxes of (channel, row, column), so it is never the binding limit here.
+NEURON_GROUPS_PER_CORE = 8
 
 
 @dataclass(frozen=True)
 class CoreLimits:
-    """Resource limits of the target (defaults: one Loihi 2 chip, docs/loihi2.md §4).
+    """Resource limits of the target (defaults: one Loihi 2 chip, docs/loihi2.md §4, §4.1).
 
-    128 neurocores (Lava ``NUM_VIRTUAL_CORES_L2``); 8192 neurons per core (WikiChip, secondary);
-    128 KiB SRAM per core shared by synapses and neuron state (Intel's launch material,
-    secondary); 4096 input axons per core (Loihi 1's ``MAX_IN_AXONS`` as a conservative stand-in:
-    Loihi 2's figure is not public).
+    128 neurocores (Lava ``NUM_VIRTUAL_CORES_L2``); per core 4095 neurons, 96000 bytes of synapse
+    memory (12000 64-bit words) and 16000 input axons: Intel's compiler's registers, read from the
+    per-core tables it prints in lava-dl's tutorials (§4.1). ``sram_bytes_per_core`` is the synapse
+    memory only (neuron state has its own, sized by ``neurons_per_core``).
     """
 
     cores: int = 128
-    neurons_per_core: int = 8192
-    sram_bytes_per_core: int = 128 * 1024
-    in_axons_per_core: int = 4096
+    neurons_per_core: int = NEURONS_PER_CORE
+    sram_bytes_per_core: int = SYNAPSE_WORDS_PER_CORE * SYNAPSE_WORD_BYTES
+    in_axons_per_core: int = IN_AXONS_PER_CORE
 
     def to_dict(self) -> dict:
         return asdict(self)

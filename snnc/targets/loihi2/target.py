@@ -2,7 +2,9 @@
 
 :class:`Loihi2Lowering` is the part other targets share: the ``sim`` and ``onnx`` targets hold
 Loihi 2's fixed-point numbers too (their artifacts are what Loihi 2 would compute), so they take its
-spec, limits and lowering from this class instead of repeating them (``nir`` is a float graph).
+spec and lowering from this class instead of repeating them (``nir`` is a float graph). The core
+limits are the ``loihi2`` target's alone: the others size the net on one Loihi 2 chip for the report
+(``map_cores(enforce=False)``) but never refuse it, and have no ``limits`` to override.
 """
 
 from __future__ import annotations
@@ -27,23 +29,31 @@ from snnc.targets.loihi2.spec import LIMITS, SPEC, CoreLimits
 RUNNER_FILE = "run_loihi2.py"  # the standalone runner script, shipped as package data
 
 
-def lower(graph: Graph, log: Callable[[str], None] | None = None, limits: CoreLimits | None = None) -> Graph:
+def lower(
+    graph: Graph,
+    log: Callable[[str], None] | None = None,
+    limits: CoreLimits | None = None,
+    enforce: bool = True,
+) -> Graph:
     """Loihi 2's passes: ``quantize`` (float -> fixed point; a fixed graph is kept) then
-    ``map_cores`` under ``limits`` (default: one chip)."""
-    mapper = functools.partial(map_cores, limits=limits or LIMITS)
+    ``map_cores`` under ``limits`` (default: one chip), refusing a net that does not fit unless
+    ``enforce`` is False."""
+    mapper = functools.partial(map_cores, limits=limits or LIMITS, enforce=enforce)
     return run_passes(graph, [quantize, mapper], log)
 
 
 class Loihi2Lowering:
-    """Loihi 2's ``spec``, ``limits`` and ``lower``, for every target whose graphs hold its numbers."""
+    """Loihi 2's ``spec`` and ``lower``, for every target whose graphs hold its numbers. Such a
+    target has no core ``limits``: its graphs are sized on one chip for the report, never refused."""
 
     spec: FixedPointSpec = SPEC
-    limits: CoreLimits = LIMITS
+    limits: CoreLimits | None = None
 
     def lower(
         self, graph: Graph, log: Callable[[str], None] | None = None, limits: CoreLimits | None = None
     ) -> Graph:
-        return lower(graph, log, limits or self.limits)
+        enforce = self.limits is not None  # only a target with a core budget refuses a net
+        return lower(graph, log, limits or self.limits, enforce=enforce)
 
 
 def runner_script() -> str:
@@ -72,6 +82,7 @@ class Loihi2Target(Loihi2Lowering):
     Lava (``Loihi2HwCfg`` when Intel's Loihi stack is importable, else the CPU ``fixed_pt`` model)."""
 
     name = "loihi2"
+    limits: CoreLimits = LIMITS
 
     def emit(self, graph: Graph, out_dir: Path) -> list[str]:
         out = emit_dir(graph, out_dir)

@@ -130,11 +130,11 @@ def test_core_rules_read_the_mapping():
     assert check_graph(mapped, roomy) == []
     found = check_graph(mapped)  # one Loihi 2 chip
     assert [(v.layer, v.rule) for v in found] == [("wide", "neurons-per-core")]
-    assert "10000 neurons on one core, over the limit of 8192" in found[0].message
-    # an unmapped graph is mapped afresh: 2 cores of 5000, within the limits
+    assert "10000 neurons on one core, over the limit of 4095" in found[0].message
+    # an unmapped graph is mapped afresh: 3 cores of at most 3334, within the limits
     assert check_graph(big) == []
     assert rules_of(check_graph(big, CoreLimits(cores=1))) == {"cores-per-chip"}
-    fan = fixed_graph([Input("in", shape=(5000,)), Dense("fan", weight=np.full((3, 5000), 2.0), neuron=OK)])
+    fan = fixed_graph([Input("in", shape=(20000,)), Dense("fan", weight=np.full((3, 20000), 2.0), neuron=OK)])
     found = check_graph(fan)
     assert [(v.layer, v.rule) for v in found] == [("fan", "input-axons-per-core")]
 
@@ -142,7 +142,7 @@ def test_core_rules_read_the_mapping():
 # -- files and the CLI -------------------------------------------------------------------------------
 def _violating_graph_file(path):
     """graph.safetensors with a 9-bit and an odd mixed-sign weight (fc1), a layer mapped with
-    10000 neurons on one core (wide), and a current_decay of 5000 (fc2)."""
+    20000 neurons on one core (wide), and a current_decay of 5000 and 20000 inputs (fc2)."""
     from safetensors import safe_open
     from safetensors.numpy import save_file
 
@@ -150,12 +150,12 @@ def _violating_graph_file(path):
         [
             Input("in", shape=(4,)),
             Dense("fc1", weight=[[300, -3, 2, 2], [2, 4, 6, 8]], neuron=OK),
-            Dense("wide", weight=np.full((10000, 2), 2.0), neuron=OK),
-            Dense("fc2", weight=np.full((3, 10000), 2.0), neuron=OK),
+            Dense("wide", weight=np.full((20000, 2), 2.0), neuron=OK),
+            Dense("fc2", weight=np.pad(np.full((3, 1), 2.0), ((0, 0), (0, 19999))), neuron=OK),
         ]
     )
     g = map_cores(
-        g, CoreLimits(neurons_per_core=16384, sram_bytes_per_core=1 << 20, in_axons_per_core=1 << 14)
+        g, CoreLimits(neurons_per_core=1 << 15, sram_bytes_per_core=1 << 20, in_axons_per_core=1 << 15)
     )
     save_graph(g, path)
     with safe_open(str(path), framework="numpy") as f:
@@ -180,7 +180,7 @@ def test_cli_reports_each_violation_on_a_hand_made_graph_file(tmp_path):
         "input-axons-per-core",
     }
     assert by_rule["weight-bits"].startswith("fc1: weight-bits: ") and "300" in by_rule["weight-bits"]
-    assert by_rule["neurons-per-core"].startswith("wide: neurons-per-core: 10000 neurons on one core")
+    assert by_rule["neurons-per-core"].startswith("wide: neurons-per-core: 20000 neurons on one core")
     assert by_rule["decay"].startswith("fc2: decay: current_decay is outside [0, 4096], e.g. 5000")
     assert lines[-1] == "3 layers, 12 rules checked, 5 violations"
     assert proc.stderr.strip() == f"snnc: error: 5 Loihi 2 rule violation(s) in {path}; see docs/loihi2.md §8"

@@ -96,26 +96,27 @@ def test_input_layer_neuron_is_read_as_an_input_population(tmp_path):
     assert res.exit_code == 0, lines
 
 
-@pytest.mark.parametrize("sdnn_layer", [0, 1])
-def test_sdnn_is_named_before_the_input_layer_neuron(tmp_path, sdnn_layer):
-    """lava-dl's SDNN PilotNet has an SDNN neuron on its input layer too: the user hears about SDNN."""
-    path = tmp_path / "sdnn.net"
+@pytest.mark.parametrize("odd_layer", [0, 1])
+def test_unknown_neuron_type_is_named_before_the_input_layer_neuron(tmp_path, odd_layer):
+    """A neuron type snnc does not simulate (here ``ALIF``) on the input layer or after it: the user
+    hears about that type. (SDNN is simulated: tests/sim/test_sdnn.py.)"""
+    path = tmp_path / "alif.net"
     with h5py.File(path, "w") as f:
-        _layer(f, 0, "input", shape=[3], **{**CUBA, "neuron/type": "SDNN" if sdnn_layer == 0 else "CUBA"})
-        if sdnn_layer == 1:
+        _layer(f, 0, "input", shape=[3], **{**CUBA, "neuron/type": "ALIF" if odd_layer == 0 else "CUBA"})
+        if odd_layer == 1:
             del f["layer/0/neuron"]
-        _layer(f, 1, "dense", weight=np.full((2, 3), 4.0), **{**CUBA, "neuron/type": "SDNN"})
+        _layer(f, 1, "dense", weight=np.full((2, 3), 4.0), **{**CUBA, "neuron/type": "ALIF"})
     x = np.zeros((1, 3, 4), np.int8)
     np.save(tmp_path / "x.npy", x)
     for args in (["simulate", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"],):
         res, lines = _invoke(*args)
         assert res.exit_code == 1 and len(lines) == 1, lines
-        assert f"layer {sdnn_layer}: neuron type 'SDNN' is not supported" in lines[0]
+        assert f"layer {odd_layer}: neuron type 'ALIF' is not supported" in lines[0]
         assert "CUBA-LIF" in lines[0] and "input layer" not in lines[0]
     assert not (tmp_path / "y.npy").exists()
     # snnc check still holds its layers to the rules and notes why the rest was not checked
     report = check_path(path)
-    assert any("SDNN" in n for n in report.notes), report.notes
+    assert any("ALIF" in n for n in report.notes), report.notes
 
 
 # -- 3. Git LFS pointers -------------------------------------------------------------------------------

@@ -341,3 +341,30 @@ def test_fixed_point_convnet_within_one_point(trained_convnet):
     acc_float, acc_fixed = _fixed_vs_float(model)
     assert acc_float > 0.7
     assert abs(acc_fixed - acc_float) <= 0.01, (acc_float, acc_fixed)
+
+
+def test_unreachable_readout_threshold_is_deployed_in_17_bits_with_a_note():
+    """A fixed graph's readout with netx's non-spiking default ``vThMant = 1 << 17`` (above every
+    24-bit voltage) is deployed with ``VTH_MAX``; while its ``v`` stays below ``VTH_MAX << 6`` the
+    readout's voltage and the output are those of the file (hand-checked: ``v`` = the summed weights
+    of the inputs that spiked one step earlier, ``dv = 4096``)."""
+    from snnc.sim.interpreter import trace_layers
+
+    w = np.array([[40, -20, 10], [5, 5, 5]], np.int64)
+    nodes = [
+        ir.Input("input", shape=(3,)),
+        ir.Dense("readout", weight=w, neuron=ir.CubaLIF(1 << 17, 4096, 4096)),
+        ir.Output("output"),
+    ]
+    graph = ir.Graph.from_list(nodes, {"precision": "fixed"})
+    built = compile_graph(graph, TARGET).final
+    assert built.nodes["readout"].neuron.threshold == VTH_MAX
+    (line,) = [n for n in built.meta["notes"] if "threshold mantissa" in n]
+    assert "readout" in line and f"deployed as {VTH_MAX}" in line
+    x = (np.random.default_rng(3).random((4, 3, 6)) < 0.5).astype(np.uint8)
+    v = trace_layers(built, x)["readout"].v
+    expected = np.zeros_like(v)
+    expected[..., 1:] = np.einsum("oi,nit->not", w, x[..., :-1].astype(np.int64)) << 6
+    np.testing.assert_array_equal(v, expected)
+    np.testing.assert_array_equal(v, trace_layers(graph, x)["readout"].v)
+    assert simulate(built, x).output.sum() == 0

@@ -19,7 +19,7 @@ from snnc.targets import TARGETS
 from snnc.targets.loihi2.lava import build_processes, connect_source, netx_network, run_lava
 from snnc.targets.loihi2.map_cores import map_cores
 from snnc.targets.loihi2.netx import netx_synapses, write_netx
-from snnc.targets.loihi2.spec import NEURON_STATE_BYTES, CoreLimits
+from snnc.targets.loihi2.spec import CoreLimits
 
 
 def _one_dense(weight: np.ndarray, bits: int = 8) -> ir.Graph:
@@ -30,38 +30,42 @@ def _one_dense(weight: np.ndarray, bits: int = 8) -> ir.Graph:
 
 
 def test_map_cores_counts_sparse_layer_memory_hand_computed():
-    # 10 neurons x 64 inputs, 8-bit weights; rows 0-4 hold 3 nonzeros, rows 5-9 one (20 in all).
+    # 10 neurons x 64 inputs; rows 0-4 hold 3 nonzeros, rows 5-9 one (20 in all, 20 distinct inputs).
+    # Weights 2..20: netx deploys them with num_weight_bits 4, so a synapse is 4 + 13 bits (§4.1).
     w = np.zeros((10, 64), np.int64)
     for r in range(10):
         w[r, [(7 * r + k) % 64 for k in range(3 if r < 5 else 1)]] = 2 * (r + 1)
     g = map_cores(_one_dense(w))
     node = g.nodes["fc"]
     m = node.meta["mapping"]
-    # sparse: per nonzero 8 weight bits + ceil(log2 64) = 6 index bits; per neuron ceil(log2 65) = 7
+    # sparse: each of the 20 inputs holds one synapse of 17 + ceil(log2 10) = 21 bits: one 64-bit word
+    # each; dense: 64 inputs x ceil(10 * 17 / 64) = 3 words
     assert node.meta["synapse"] == "sparse" and m["synapse_encoding"] == "sparse"
     assert m["synapses"] == m["nonzero_synapses"] == 20
-    assert m["synapse_bytes"] == 44  # ceil((20 * 14 + 10 * 7) / 8) = ceil(43.75); dense: 640
-    assert m["sram_bytes_per_core"] == 44 + 10 * NEURON_STATE_BYTES  # ceil(43.75 + 80) = 124
+    assert m["synapse_bytes"] == 20 * 8
+    assert m["sram_bytes_per_core"] == 20 * 8 and m["synapse_words_per_core"] == 20
     assert m["zero_weight_bytes"] == 0 and m["synops_per_input_spike"] == pytest.approx(20 / 64)
-    # two cores of 5 neurons: the fuller chunk (rows 0-4, 15 nonzeros) sets the per-core need
+    # two cores of 5 neurons: the fuller chunk (rows 0-4, 15 inputs of one synapse) sets the need
     m2 = map_cores(_one_dense(w), CoreLimits(neurons_per_core=5)).nodes["fc"].meta["mapping"]
-    assert m2["cores"] == 2 and m2["sram_bytes_per_core"] == 71  # ceil((15*14 + 5*7)/8 + 40)
-    assert m2["sram_bytes"] == 142
+    assert m2["cores"] == 2 and m2["sram_bytes_per_core"] == 15 * 8
+    assert m2["sram_bytes"] == 20 * 8
     # the same layer kept dense: every weight, zeros included
     d = map_cores(_one_dense(w), sparse=False).nodes["fc"]
     assert d.meta["synapse"] == "dense" and d.meta["mapping"]["synapses"] == 640
-    assert d.meta["mapping"]["synapse_bytes"] == 640 and d.meta["mapping"]["zero_weight_bytes"] == 620
+    assert d.meta["mapping"]["synapse_bytes"] == 64 * 3 * 8  # 1536, of which 620/640 zeros
+    assert d.meta["mapping"]["zero_weight_bytes"] == 1536 * 620 // 640
 
 
 def test_unpruned_and_mildly_pruned_dense_layers_stay_dense():
     rng = np.random.default_rng(0)
     w = 2 * rng.integers(1, 60, (10, 64))
     assert map_cores(_one_dense(w)).nodes["fc"].meta["synapse"] == "dense"
-    # 40% zeros: sparse would cost 38 * 14 bits per row + 7 > 64 * 8 bits per row
-    w[:, :26] = 0
+    # 40% zeros (weights up to 118: 6 bits, 19 per synapse): each input keeps 6 synapses, sparse
+    # 6 * (19 + 4) bits = 3 words per input, no fewer than dense's ceil(10 * 19 / 64) = 3
+    w[:4] = 0
     g = map_cores(_one_dense(w))
     assert g.nodes["fc"].meta["synapse"] == "dense"
-    assert g.nodes["fc"].meta["mapping"]["zero_weight_bytes"] == 10 * 26
+    assert g.nodes["fc"].meta["mapping"]["zero_weight_bytes"] == 64 * 3 * 8 * 4 // 10
 
 
 def test_conv_zero_taps_are_reported_as_occupying_memory():
@@ -75,12 +79,13 @@ def test_conv_zero_taps_are_reported_as_occupying_memory():
     g = ir.Graph.from_list([ir.Input("in", shape=(2, 6, 6)), conv, ir.Output("o")], {"precision": "fixed"})
     mapped = map_cores(g)
     m = mapped.nodes["c"].meta["mapping"]
-    assert m["synapse_encoding"] == "conv" and m["synapse_bytes"] == 4 * 18 and m["zero_weight_bytes"] == 24
+    # 2 input channels x 9 taps = 18 rows of the 4 output channels' 8-bit weights: one word each
+    assert m["synapse_encoding"] == "conv" and m["synapse_bytes"] == 18 * 8 and m["zero_weight_bytes"] == 48
     report = build_report(
         g, mapped, {"kind": "graph", "path": ""}, {"dataset": None, "steps": 4, "encoding": "rate"}
     )
-    assert report["layers"][0]["zero_weight_bytes"] == 24
-    assert any("c: 24 of 72 bytes" in n and "still occupy" in n for n in report["notes"])
+    assert report["layers"][0]["zero_weight_bytes"] == 48
+    assert any("c: 48 of 144 bytes" in n and "still occupy" in n for n in report["notes"])
 
 
 def _mixed_graph() -> ir.Graph:
