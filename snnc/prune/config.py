@@ -24,8 +24,8 @@ class PruneConfig:
     ``window``: batches per scoring window. ``val_limit``/``test_limit``: evaluate on the first N
     samples (None = all). ``distill``: weight of knowledge distillation from the frozen unpruned model
     at temperature ``distill_temperature`` (:func:`snnc.prune.trainer.distill_loss`; 0 =
-    cross-entropy only); None = the method's ``distill_default`` (0.9 for the channel methods, 0 for
-    relief and switcher). ``lr_schedule``: ``cosine`` or ``rewind``
+    cross-entropy only); None = the method's ``distill_default`` (0 for every built-in method;
+    docs/methods.md, "Distillation"). ``lr_schedule``: ``rewind`` (default) or ``cosine``
     (:func:`snnc.prune.trainer.lr_at`).
     """
 
@@ -49,9 +49,17 @@ class PruneConfig:
     switcher_lr: float = 0.05
     distill: float | None = None
     distill_temperature: float = 4.0
-    lr_schedule: str = "cosine"
+    lr_schedule: str = "rewind"
+    # The method's own variant (docs/methods.md): sca potential|rectified, criticality
+    # structured|unstructured; None = the method's default.
+    variant: str | None = None
     val_limit: int | None = 1000
     test_limit: int | None = None
+    # How pruning is split over layers and what it saves (docs/methods.md, "Allocation"):
+    # allocation None = the method's allocation_default; objective accuracy|synops|cores.
+    allocation: str | None = None
+    objective: str = "accuracy"
+    score_compare: str = "mean"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +70,14 @@ class PruneConfig:
         if self.distill is not None:
             return self.distill
         return METHODS.get(self.method).distill_default
+
+    @property
+    def allocation_used(self) -> str | None:
+        """``allocation`` if given, else the method's ``allocation_default`` (None: the method
+        allocates by its own rule)."""
+        if self.allocation is not None:
+            return self.allocation
+        return getattr(METHODS.get(self.method), "allocation_default", None)
 
 
 def with_data_defaults(cfg: PruneConfig, header: dict, **given) -> PruneConfig:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from snnc.nn.blocks import Conv, SpikingBlock
 from snnc.nn.neuron import cuba_lif, delay_one_step
 
-STATS = ("rate", "vabs", "crit", "grad", "shadow", "relief")
+STATS = ("rate", "vabs", "vpos", "crit", "crit_atan", "grad", "shadow", "relief")
 
 
 def _per_channel(t: torch.Tensor) -> torch.Tensor:
@@ -33,14 +33,33 @@ def criticality(v: torch.Tensor, threshold: float, slope: float) -> torch.Tensor
     return 1.0 / (1.0 + slope * (v - threshold).abs() / threshold) ** 2
 
 
+def atan_criticality(v: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per-element criticality of the authors' code of Chen et al. (arXiv:2311.16141; public
+    repository MmPple/pruning-criticality, ``channel_pruning/vggprune.py``): the ATan surrogate
+    derivative scaled to peak 1 at threshold, ``1 / (1 + (pi (v - theta) / theta)^2)``. The code has
+    ``theta = 1``; dividing by ``theta`` keeps the width the same in units of the threshold."""
+    x = (v - threshold) / threshold
+    return 1.0 / (1.0 + (torch.pi * x) ** 2)
+
+
+def sample_criticality(v: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per sample and channel, the max over positions of the time-mean :func:`atan_criticality`:
+    ``(N, C)`` from ``v`` ``(N, C, [H, W,] T)`` (a dense layer has no positions). The authors'
+    ``crit_c`` is the mean of this over samples."""
+    f = atan_criticality(v, threshold).mean(-1)
+    return f.flatten(2).amax(2) if f.dim() > 2 else f
+
+
 class ActivityMonitor:
     """Accumulate per-channel statistics of ``blocks`` (``{name: block}``) while ``active``.
 
     ``stats`` chooses what to gather (from :data:`STATS`): ``rate`` spikes per neuron and step;
-    ``vabs`` mean ``|v|``; ``crit`` mean criticality; ``grad`` mean ``|dL/ds|`` of the block's
-    (masked) output spikes; ``shadow`` the criticality a *pruned* channel would have if unmasked
-    (its current recomputed from the recorded input); ``relief`` the NNrelief input-contribution
-    sums (see :mod:`snnc.prune.scores`).
+    ``vabs`` mean ``|v|``; ``vpos`` mean ``max(v, 0)``; ``crit`` mean criticality (fast-sigmoid
+    form, :func:`criticality`); ``crit_atan`` per-sample max over positions of the time-mean
+    :func:`atan_criticality` (summed over samples, count ``crit_samples``); ``grad`` mean
+    ``|dL/ds|`` of the block's (masked) output spikes; ``shadow`` the criticality a *pruned*
+    channel would have if unmasked (its current recomputed from the recorded input); ``relief`` the
+    NNrelief input-contribution sums (see :mod:`snnc.prune.scores`).
     """
 
     def __init__(self, blocks: dict[str, SpikingBlock], stats: tuple[str, ...]) -> None:
@@ -101,6 +120,11 @@ class ActivityMonitor:
             self._add(name, "rate", _per_channel(spikes))
         if "vabs" in self.stats:
             self._add(name, "vabs", _per_channel(v.abs()))
+        if "vpos" in self.stats:
+            self._add(name, "vpos", _per_channel(v.clamp(min=0)))
+        if "crit_atan" in self.stats:
+            self._add(name, "crit_atan", sample_criticality(v, float(block.neuron.threshold)).sum(0))
+            self._add(name, "crit_samples", torch.tensor(float(v.shape[0])))
         if "crit" in self.stats or "shadow" in self.stats:
             theta = float(block.neuron.threshold)
             self._add(name, "crit", _per_channel(criticality(v, theta, block.neuron.surrogate_slope)))
@@ -154,10 +178,13 @@ class ActivityMonitor:
                 dist.all_reduce(self.sums[name][key])
 
     def mean(self, name: str, key: str) -> torch.Tensor:
-        """Per-channel mean of ``key`` over the window (per neuron and time step)."""
+        """Per-channel mean of ``key`` over the window (per neuron and time step; ``crit_atan``:
+        per sample)."""
         d = self.sums[name]
         if key not in d:
             return torch.zeros(self.blocks[name].out_channels, dtype=torch.float64)
+        if key == "crit_atan":
+            return d[key] / d["crit_samples"].clamp(min=1.0)
         return d[key] / d["count"].clamp(min=1.0)
 
 

@@ -43,8 +43,12 @@ def save_plots(report: dict, out_dir: str | Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(layers)), 3.5))
     names = [r["layer"] for r in layers]
     ax.bar(names, [r["channels"] for r in layers], color="lightgrey", label="total")
-    ax.bar(names, [r["channels_kept"] for r in layers], label="kept")
-    ax.set(ylabel="output channels / neurons", title="kept per layer")
+    bars = ax.bar(names, [r["channels_kept"] for r in layers], label="kept")
+    ax.bar_label(bars, labels=[f"{r['channels_kept']}/{r['channels']}" for r in layers])
+    title = f"kept per layer ({report.get('allocation') or 'own'} allocation"
+    if report.get("neurocores_after") is not None:
+        title += f"; neurocores {report['neurocores_before']} -> {report['neurocores_after']}"
+    ax.set(ylabel="output channels / neurons", title=title + ")")
     ax.legend()
     paths.append(_save(fig, out / "channels.png"))
     plt.close(fig)

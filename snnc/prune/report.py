@@ -1,6 +1,7 @@
 """The JSON report of a pruning run (what ``snnc prune`` writes next to the model): before/after
-accuracy, SynOps, channel and connection counts, per-layer rows, per-channel activity, the epoch
-history and the settings."""
+accuracy, SynOps, channel and connection counts, kept channels per layer, per-layer rows,
+per-channel activity, regeneration (per event, and how many regenerated units survive to the end),
+the epoch history and the settings. ``snnc prune`` adds the compiled neurocores."""
 
 from __future__ import annotations
 
@@ -36,6 +37,30 @@ def layer_rows(model: SpikingNet, before: dict, after: dict) -> list[dict]:
     return rows
 
 
+def regeneration_summary(model: SpikingNet, unit: str, history: list[dict]) -> dict:
+    """Regenerations per prune event and their survival: ``units`` distinct units that came back
+    at some event, ``survived`` those active in the final model (a channel by its ``channel_mask``,
+    a connection by its effective weight mask, ``[layer, flat index]``)."""
+    per_event = [
+        {"epoch": h["epoch"], "budget": h.get("regen_budget"), "regenerated": h.get("regenerated", 0)}
+        for h in history
+        if h.get("target") is not None
+    ]
+    units = {(layer, int(i)) for h in history for layer, i in h.get("revived", [])}
+    survived = 0
+    for layer, i in units:
+        block = model.get_submodule(layer)
+        mask = block.channel_mask if unit == "conv channels" else M.effective_weight_mask(block).flatten()
+        survived += bool(0 <= i < mask.numel() and mask[i] > 0)
+    return {
+        "per_event": per_event,
+        "total": sum(e["regenerated"] for e in per_event),
+        "units": len(units),
+        "survived": survived,
+        "survival": survived / len(units) if units else None,
+    }
+
+
 def prune_report(
     cfg: PruneConfig,
     unit: str,
@@ -54,6 +79,7 @@ def prune_report(
     fkept, ftotal = M.connection_counts(model, (Dense,))
     before = progress.before
     before_ops = before["synops"]
+    layers = layer_rows(model, before_ops, after_ops)
     report = {
         "method": cfg.method,
         "target_sparsity": cfg.sparsity,
@@ -76,11 +102,15 @@ def prune_report(
         if progress.train_seconds
         else None,
         "regenerated_total": progress.regenerated_total,
+        "regeneration": regeneration_summary(model, unit, progress.history),
+        "allocation": cfg.allocation_used,
+        "objective": cfg.objective,
+        "kept_per_layer": {r["layer"]: r["channels_kept"] for r in layers if r["channel_pruned_by_method"]},
         "distill_weight": cfg.distill_weight,
         "resumed": resumed,
         "world_size": world,
         "rank_digests": digests,
-        "layers": layer_rows(model, before_ops, after_ops),
+        "layers": layers,
         "activity": {
             "before": {k: v.get("channel_rates") for k, v in before_ops["layers"].items()},
             "after": {k: v.get("channel_rates") for k, v in after_ops["layers"].items()},
@@ -100,5 +130,8 @@ def prune_report(
         "synops_after": report["synops_after"],
         "synops_reduction": report["synops_reduction"],
         "scoring_seconds": progress.scoring_seconds,
+        "kept_per_layer": report["kept_per_layer"],
+        "regenerated": report["regeneration"]["total"],
+        "regenerated_survived": report["regeneration"]["survived"],
     }
     return report

@@ -17,9 +17,11 @@ class Schedule:
     """``epochs`` in total; prune at the end of epochs ``1..prune_epochs``; final sparsity
     ``sparsity``.
 
-    ``regen_fraction``: share of the currently pruned units that may be regenerated at an event; it
-    decays linearly to 0 at the last event (regeneration explores early, the final structure is then
-    trained).
+    ``regen_fraction``: share of the currently pruned units (all layers together) that may be
+    regenerated at an event; it decays linearly from ``regen_fraction`` at the first event to
+    ``regen_fraction / n`` at the last (regeneration explores early; the fine-tuning epochs after
+    the last event train the final structure). The method turns it into a count of at least one
+    unit (:func:`snnc.prune.scores.regen_budget`); 0 turns regeneration off.
     """
 
     epochs: int
@@ -46,9 +48,9 @@ class Schedule:
         return self.sparsity * (1.0 - (1.0 - t / n) ** 3)
 
     def regen(self, epoch: int) -> float:
-        """Fraction of pruned units that may come back after epoch ``epoch`` (0 at the last
-        event)."""
+        """Fraction of the pruned units that may come back after epoch ``epoch`` (0-based):
+        ``regen_fraction * (1 - epoch / n)`` at prune events, 0 after them."""
         n = self.prune_epochs
-        if n <= 1 or epoch + 1 >= n:
+        if epoch >= n or self.regen_fraction <= 0:
             return 0.0
-        return self.regen_fraction * (1.0 - (epoch + 1) / n)
+        return self.regen_fraction * (1.0 - epoch / n)

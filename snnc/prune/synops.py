@@ -33,7 +33,7 @@ def block_synops(block, x: torch.Tensor) -> float:
             from snnc.nn.blocks import conv_pool_weight
 
             w, stride = torch.from_numpy(conv_pool_weight(w.detach().numpy(), pool)), pool
-        nz = w.ne(0).float()
+        nz = w.ne(0).to(x.dtype)
         y = F.conv2d(
             _fold(x),
             nz,
@@ -44,13 +44,13 @@ def block_synops(block, x: torch.Tensor) -> float:
         )
         return float(y.sum())
     if isinstance(block, Dense):
-        nz = (effective_weight_mask(block) * block.weight).ne(0).float()
+        nz = (effective_weight_mask(block) * block.weight).ne(0).to(x.dtype)
         return float((x.sum(-1) * nz.sum(0)).sum())
     if isinstance(block, Pool):
         if block.weight == 0:
             return 0.0
         k = block.kernel_size
-        ones = torch.ones(x.shape[1], 1, k, k)
+        ones = torch.ones(x.shape[1], 1, k, k, dtype=x.dtype)
         return float(F.conv2d(_fold(x), ones, stride=block.stride, groups=x.shape[1]).sum())
     return 0.0
 
@@ -66,7 +66,9 @@ def measure(
 ) -> dict:
     """Per-layer SynOps and spike rates per sample on images ``x`` ``(N, 1, H, W)``.
 
-    Returns ``{"layers": {name: {"synops", "spike_rate"}}, "total": synops per sample}``.
+    Returns ``{"layers": {name: {"synops", "spike_rate"}}, "total": synops per sample,
+    "total_without_pools": the same without the sum-pool layers}`` (NeuroBench's tool counts
+    Linear/Conv layers only; tests/prune/test_synops_reference.py).
     """
     layers = [
         (n, b)
@@ -119,4 +121,11 @@ def measure(
         if name in chans:
             per_channel = elems[name] / chans[name].numel()
             out[name]["channel_rates"] = (chans[name] / per_channel).tolist()
-    return {"layers": out, "total": sum(v["synops"] for v in out.values())}
+    pools = {n for n, b in layers if isinstance(b, Pool)}
+    return {
+        "layers": out,
+        "total": sum(v["synops"] for v in out.values()),
+        # NeuroBench's tool counts Linear/Conv layers only; snnc's sum-pool is a synaptic layer of the
+        # deployed net (a grouped conv on Loihi 2) and is in "total".
+        "total_without_pools": sum(v["synops"] for n, v in out.items() if n not in pools),
+    }

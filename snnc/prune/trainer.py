@@ -40,6 +40,7 @@ from snnc.errors import SnncError, UsageError
 from snnc.nn.zoo import SpikingNet
 from snnc.prune import masks as M
 from snnc.prune.config import LR_SCHEDULES, PruneConfig, with_data_defaults
+from snnc.prune.costs import UnitCost, channel_synops
 from snnc.prune.distributed import all_reduce_mean, rank_and_world, rank_digests, seeded_generator
 from snnc.prune.methods.base import MethodTraining, PruneEvent, PruningMethod
 from snnc.prune.methods.registry import METHODS
@@ -47,6 +48,7 @@ from snnc.prune.monitors import ActivityMonitor
 from snnc.prune.report import prune_report
 from snnc.prune.resume import Progress, load_optimizer, load_resume, model_digest, save_resume
 from snnc.prune.schedule import Schedule
+from snnc.prune.scores import ALLOCATIONS, COMPARABLE, OBJECTIVES
 from snnc.prune.synops import measure
 from snnc.train import evaluate
 from snnc.ui import Reporter
@@ -89,6 +91,7 @@ class _Run:
     resumed: bool
     batches: list[int]  # this rank's batch indices in each epoch's permutation
     world: int
+    unit_cost: UnitCost | None = None  # the caller's per-unit cost (--objective cores)
 
 
 class _Pass(NamedTuple):
@@ -119,19 +122,22 @@ def prune(
     resume: bool = False,
     base_digest: str = "",
     on_epoch: Callable[[int, SpikingNet], None] | None = None,
+    unit_cost: UnitCost | None = None,
 ) -> tuple[SpikingNet, dict]:
     """Prune ``model`` in place per ``cfg``. Returns ``(model, report)``.
 
     ``resume_path``: where the per-epoch checkpoint is written (rank 0 only); with ``resume`` the
     run continues from it when it exists. ``base_digest`` identifies the input model (refuses a
     checkpoint of another model). ``on_epoch(epoch, model)`` is called after each epoch's prune
-    event (1-based).
+    event (1-based). ``unit_cost``: the deployed cost of each unit for ``objective="cores"``
+    (:data:`snnc.prune.costs.UnitCost`; ``snnc prune`` passes the Loihi 2 core mapper's).
     """
-    method = validate(cfg, model)
+    method = validate(cfg, model, unit_cost)
     reporter = reporter or Reporter(False)
     rank, _ = rank_and_world()
     resume_path = Path(resume_path) if resume_path else None
     run = _set_up(model, cfg, method, resume_path if resume else None, base_digest)
+    run.unit_cost = unit_cost
     for epoch in range(run.progress.epoch, cfg.epochs):
         if run.sched.is_prune_epoch(epoch) and cfg.sparsity > 0:
             done, log, scoring_seconds = _prune_epoch(run, epoch, reporter)
@@ -145,9 +151,25 @@ def prune(
     return model, _final_report(run)
 
 
-def validate(cfg: PruneConfig, model: SpikingNet) -> PruningMethod:
+def validate(cfg: PruneConfig, model: SpikingNet, unit_cost: UnitCost | None = None) -> PruningMethod:
     """One-line errors for settings the run cannot go with; returns the method object."""
     method = METHODS.get(cfg.method)
+    if cfg.allocation is not None and cfg.allocation not in ALLOCATIONS:
+        raise UsageError(f"unknown --allocation {cfg.allocation!r}; choose {' or '.join(ALLOCATIONS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise UsageError(f"unknown --objective {cfg.objective!r}; choose {', '.join(OBJECTIVES)}")
+    if cfg.score_compare not in COMPARABLE:
+        raise UsageError(f"unknown score_compare {cfg.score_compare!r}; choose {' or '.join(COMPARABLE)}")
+    own_rule = getattr(method, "allocation_default", None) is None
+    if own_rule and (cfg.allocation is not None or cfg.objective != "accuracy"):
+        raise UsageError(
+            f"method {cfg.method!r} allocates its pruning by its own rule; drop --allocation and "
+            "--objective, or use a channel method (sca, criticality, l1, random)"
+        )
+    if cfg.objective == "cores" and unit_cost is None:
+        raise UsageError("--objective cores needs the compiler's neurocore model; run it through snnc prune")
+    if not (0.0 <= cfg.regen_fraction <= 1.0):
+        raise UsageError(f"--regen must be in [0, 1], got {cfg.regen_fraction}")
     if not (0.0 <= cfg.sparsity < 1.0) or math.isnan(cfg.sparsity):
         raise UsageError(f"--sparsity must be in [0, 1), got {cfg.sparsity}")
     if cfg.epochs < 1:
@@ -258,13 +280,40 @@ def _prune_epoch(run: _Run, epoch: int, reporter: Reporter) -> tuple[_Pass, dict
     t0 = time.perf_counter()
     if monitor is not None:
         monitor.all_reduce()
-    event = PruneEvent(model, blocks, monitor, cfg, epoch, run.sched.target(epoch), regen, run.training)
+    event = PruneEvent(
+        model,
+        blocks,
+        monitor,
+        cfg,
+        epoch,
+        run.sched.target(epoch),
+        regen,
+        run.training,
+        cost=_unit_cost(run, blocks, epoch),
+        allocation=cfg.allocation_used,
+    )
     with torch.no_grad():
         log = {"target": event.target, "regenerated": 0, **method.prune(event)}
         M.apply_masks(model)
     M.mask_optimizer_state(model, run.opt)
     scoring_seconds = (monitor.seconds if monitor is not None else 0.0) + time.perf_counter() - t0
     return done, log, scoring_seconds
+
+
+COST_SAMPLES = 256  # training images the SynOps cost of a unit is measured on
+
+
+def _unit_cost(run: _Run, blocks: dict, epoch: int) -> dict | None:
+    """Per-unit deployed cost for a cost objective (None for ``accuracy``): SynOps per sample on
+    the first :data:`COST_SAMPLES` training images (encoding seeded by ``(seed, 13, epoch)``), or
+    the caller's ``unit_cost`` (neurocores)."""
+    cfg = run.cfg
+    if cfg.objective == "synops":
+        seed = int(seeded_generator(cfg.seed, 13, epoch).initial_seed()) % (2**31)
+        return channel_synops(run.model, blocks, run.data.x[:COST_SAMPLES], cfg.steps, cfg.encoding, seed)
+    if cfg.objective == "cores" and run.unit_cost is not None:
+        return run.unit_cost(run.model, blocks)
+    return None
 
 
 def _fine_tune_epoch(run: _Run, epoch: int, reporter: Reporter) -> _Pass:
@@ -340,13 +389,19 @@ def _record_epoch(run: _Run, epoch: int, done: _Pass, log: dict, scoring_seconds
             "connection_sparsity": 1 - ckept / ctotal if ctotal else 0.0,
             "target": log.get("target"),
             "regenerated": log.get("regenerated", 0),
+            "regen_budget": log.get("regen_budget"),
             "revived": log.get("revived", []),
             "train_seconds": done.seconds,
             "scoring_seconds": scoring_seconds,
             "channels_kept": {k: int(b.channel_mask.sum()) for k, b in M.channel_targets(model)},
+            # The method's own entries of the event log (e.g. criticality's regeneration survival).
+            "method_log": {k: v for k, v in log.items() if k not in _SHARED_LOG_KEYS},
         }
     )
     progress.epoch = epoch + 1
+
+
+_SHARED_LOG_KEYS = ("target", "regenerated", "regen_budget", "revived")
 
 
 # -- report ----------------------------------------------------------------------------------------

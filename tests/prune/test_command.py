@@ -190,3 +190,41 @@ def test_torchrun_two_gloo_ranks_identical_masks(base_convnet, tmp_path):
     digests = report["rank_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert report["channel_sparsity"] == 0.5
+
+
+def test_prune_cli_cores_objective_uniform_no_regen(base_convnet, tmp_path):
+    """--objective cores through the compiler's model, --allocation uniform, --no-regen: the report
+    says so, counts no regeneration, keeps half of every layer, and its neurocores are what
+    ``snnc compile`` reports for the same models."""
+    out = tmp_path / "pruned.pt"
+    args = ["--method", "sca", "--sparsity", "0.5", "--objective", "cores", "--allocation", "uniform"]
+    proc = run_snnc("prune", base_convnet[0], *args, "--no-regen", *FAST, "-o", out, "--json", env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "pruned.json").read_text())
+    assert report["objective"] == "cores" and report["allocation"] == "uniform"
+    assert report["regeneration"]["total"] == 0 and report["config"]["regen_fraction"] == 0.0
+    assert report["kept_per_layer"] == {"blocks.0": 12, "blocks.1": 24, "blocks.3": 32}
+    for model, key in ((base_convnet[0], "neurocores_before"), (out, "neurocores_after")):
+        build = tmp_path / f"build-{key}"
+        comp = run_snnc("compile", model, "--target", "loihi2", "-o", build, "--quiet", env=ONE_THREAD)
+        assert comp.returncode == 0, comp.stderr
+        compiled = json.loads(next(build.glob("*.json")).read_text())
+        assert report[key] == compiled["totals"]["cores"]
+    assert all(r["cores_after"] is not None for r in report["layers"])
+
+
+def test_allocation_refused_for_a_method_with_its_own_rule(base_convnet, tmp_path):
+    proc = run_snnc(
+        "prune",
+        base_convnet[0],
+        "--method",
+        "relief",
+        "--sparsity",
+        "0.5",
+        "--allocation",
+        "global",
+        "-o",
+        tmp_path / "p.pt",
+    )
+    assert_one_line_error(proc, "allocates its pruning by its own rule", "--allocation")
+    assert list(tmp_path.iterdir()) == []

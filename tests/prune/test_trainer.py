@@ -54,7 +54,7 @@ def test_regenerated_channel_revives_and_trains(base_convnet):
         snaps.append({k: (b.channel_mask.clone(), b.weight.detach().clone()) for k, b in channel_targets(m)})
 
     cfg = PruneConfig(
-        method="criticality",
+        method="sca",  # criticality (structured) regenerates within its one pruning event
         sparsity=0.5,
         epochs=5,
         steps=BASE_STEPS,
@@ -94,19 +94,21 @@ def test_distill_loss_reduces_to_its_terms():
     assert torch.allclose(distill_loss(counts, teacher, labels, 1.0, 4.0), 16 * kl)
 
 
-def test_distillation_defaults_on_for_channel_methods_only():
-    assert PruneConfig(method="sca", sparsity=0.5).distill_weight == 0.9
-    assert PruneConfig(method="criticality", sparsity=0.5).distill_weight == 0.9
-    assert PruneConfig(method="switcher", sparsity=0.5).distill_weight == 0.0
+def test_distillation_defaults_off_and_rewind_on():
+    for method in ("sca", "criticality", "l1", "switcher"):
+        assert PruneConfig(method=method, sparsity=0.5).distill_weight == 0.0
     assert PruneConfig(method="relief", sparsity=0.5, distill=0.3).distill_weight == 0.3
+    assert PruneConfig(method="sca", sparsity=0.5).lr_schedule == "rewind"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sca", "criticality"])
-def test_half_the_channels_removed_within_one_point(base_convnet, method):
-    """Half the conv channels go; accuracy stays within 1 pt of the unpruned net on digits (360 test
+def test_half_the_channels_removed_within_two_points(base_convnet, method):
+    """Half the conv channels go; accuracy stays within 2 pt of the unpruned net on digits (360 test
     digits, the deterministic encoding the base was trained with), with 16 epochs, distillation
-    and learning-rate rewinding (docs/methods.md, "Measured")."""
+    and learning-rate rewinding. The methods as their papers describe them lose 0.0-1.7 pt here
+    depending on the thread count (docs/methods.md, "Measured: half the channels"); the earlier
+    rate-based score held 1 pt."""
     from snnc import data as D
     from snnc.train import evaluate
 
@@ -132,7 +134,7 @@ def test_half_the_channels_removed_within_one_point(base_convnet, method):
     )
     assert rep["accuracy_before"] == base_acc
     assert rep["channel_sparsity"] >= 0.5
-    assert rep["accuracy_after"] >= base_acc - 0.01 - 1e-9, (rep["accuracy_after"], base_acc)
+    assert rep["accuracy_after"] >= base_acc - 0.02 - 1e-9, (rep["accuracy_after"], base_acc)
 
 
 def test_rewind_schedule_holds_the_rate_while_pruning_then_decays():
@@ -142,5 +144,28 @@ def test_rewind_schedule_holds_the_rate_while_pruning_then_decays():
     rates = [lr_at(cfg, e) for e in range(10)]
     assert rates[:6] == [1e-2] * 6  # prune events after epochs 1-6 (prune_fraction 0.6)
     assert rates[6] == pytest.approx(1e-2) and rates[7] < rates[6] and rates[9] < 0.2e-2
-    cosine = [lr_at(PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2), e) for e in range(10)]
+    plain = PruneConfig(method="sca", sparsity=0.5, epochs=10, lr=1e-2, lr_schedule="cosine")
+    cosine = [lr_at(plain, e) for e in range(10)]
     assert cosine[5] < 0.7e-2 and all(a > b for a, b in zip(cosine[:-1], cosine[1:], strict=True))
+
+
+@pytest.mark.slow
+def test_defaults_lose_at_most_one_point_on_digits():
+    """What a user gets with no options: ``snnc train --dataset digits --arch convnet --seed S``,
+    then ``snnc prune m.pt --method sca --sparsity 0.5 --seed S``; the mean drop over seeds 0, 1, 2
+    (rate code, the prune run's own before/after evaluation) is at most 1 pt (docs/methods.md,
+    "Measured")."""
+    from snnc.train import TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as measured (the thread count changes the summation order)
+    try:
+        drops = []
+        for seed in (0, 1, 2):
+            model, _ = train(TrainConfig(dataset="digits", arch="convnet", seed=seed))
+            _, rep = prune(model, PruneConfig(method="sca", sparsity=0.5, seed=seed))
+            assert rep["channel_sparsity"] == 0.5
+            drops.append(rep["accuracy_before"] - rep["accuracy_after"])
+    finally:
+        torch.set_num_threads(threads)
+    assert sum(drops) / 3 <= 0.01 + 1e-9, drops

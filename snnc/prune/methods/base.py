@@ -9,15 +9,25 @@ first (``MethodTraining.step``), and at the end of the epoch calls ``prune(event
 :class:`PruneEvent`. The report's ``sparsity_unit`` is ``unit``; ``--distill`` defaults to
 ``distill_default``.
 
+Optional attribute (read with ``getattr``, so a method written before it existed still works):
+``allocation_default``, how the method splits its pruning over layers when ``--allocation`` is not
+given: ``"global"`` (one ranking of all layers' units) or ``"uniform"`` (every layer loses the same
+share); ``None`` (the default of :class:`Method`, and of any method without the attribute) means the
+method allocates by its own rule (relief: per neuron by alpha; switcher: learned), so
+``--allocation`` and a cost ``--objective`` do not apply to it and are refused.
+:class:`ChannelMethod` declares ``"global"``; ``l1`` and ``random`` override it with ``"uniform"``.
+A method that reads ``event.cost`` (per-unit deployed cost, :class:`PruneEvent`) may honour
+``--objective`` itself; :class:`ChannelMethod` does.
+
 Two bases carry the shared parts: :class:`Method` (defaults: no model requirement, nothing recorded,
-no own training, no regeneration) and :class:`ChannelMethod` (prunes conv output channels: per-layer
-selection with regeneration, :func:`snnc.prune.scores.select_channels_per_layer`); a channel method
-only writes ``score`` (and ``regrow`` and ``records`` if it regenerates or needs activity).
+no own training, no regeneration, its own allocation) and :class:`ChannelMethod` (prunes conv output
+channels: :func:`snnc.prune.scores.select` with the run's allocation, a global regrowth budget of
+:func:`snnc.prune.scores.regen_budget` and the run's cost objective); a channel method only writes
+``score`` (and ``regrow`` and ``records`` if it regenerates or needs activity).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,6 +65,8 @@ class PruneEvent:
     target: float
     regen: float
     training: MethodTraining | None = None
+    cost: Scores | None = None
+    allocation: str | None = None
 
 
 class MethodTraining(Protocol):
@@ -79,7 +91,8 @@ class PruningMethod(Protocol):
 
     ``name``: the ``--method`` value. ``unit``: what ``--sparsity`` counts (``"conv channels"``,
     ``"conv+dense connections"``, ``"dense connections"``; the report's ``sparsity_unit``).
-    ``distill_default``: the ``--distill`` weight when none is given.
+    ``distill_default``: the ``--distill`` weight when none is given. Optional:
+    ``allocation_default`` (see the module docstring; missing = None).
     """
 
     name: str
@@ -129,6 +142,7 @@ class Method:
     name: str
     unit: str
     distill_default: float = 0.0
+    allocation_default: str | None = None  # allocates by its own rule
 
     def check(self, model: SpikingNet) -> None:
         return None
@@ -150,15 +164,23 @@ class ChannelMethod(Method):
     """A method that prunes the output channels of the convs with their own neuron
     (:func:`snnc.prune.masks.channel_targets`).
 
-    At an event every layer loses the same share of its channels, keeps at least
-    ``max(1, ceil(min_keep_fraction * C))``, and ``floor(regen * pruned)`` of its pruned channels
-    with a positive ``regrow`` signal come back first (:func:`snnc.prune.scores.select_channels_per_layer`).
-    Subclasses write ``score`` (and ``records`` and ``regrow`` when they need activity or regenerate).
+    At an event, first ``regen_budget(pruned, event.regen)`` of the pruned channels of all layers
+    (at least one while any is pruned, when ``regrow`` gives a signal) with the highest positive
+    ``regrow`` come back; then channels are pruned to ``event.target`` by
+    :func:`snnc.prune.scores.select`: ``global`` (the default) ranks all layers together, each
+    layer's scores divided by their active mean; ``uniform`` takes the same share from every
+    layer; every layer keeps at least ``max(1, ceil(min_keep_fraction * C))``. With ``event.cost``
+    the key is score per unit of cost. Subclasses write ``score`` (and ``records`` and ``regrow``
+    when they need activity or regenerate).
     """
 
     unit = "conv channels"
-    # Measured on digits for sca and criticality (docs/methods.md, "Measured").
-    distill_default = 0.9
+    # Off: from the default-trained digits base (an undertrained teacher) distillation held the
+    # pruned net at the teacher's level; without it the pruned net gained (docs/methods.md,
+    # "Measured"). --distill 0.9 helped from well-trained bases.
+    distill_default = 0.0
+    # The criticality authors' code ranks all layers globally; SCA's paper suggests it (PAPERS.md).
+    allocation_default: str | None = "global"
 
     def check(self, model: SpikingNet) -> None:
         if not M.channel_targets(model):
@@ -177,12 +199,26 @@ class ChannelMethod(Method):
         n_pruned = int(round(event.target * total))
         score = self.score(event)
         regrow = self.regrow(event)
-        floor = {
-            k: max(1, math.ceil(event.cfg.min_keep_fraction * b.out_channels)) for k, b in blocks.items()
-        }
-        new, revived = S.select_channels_per_layer(
-            current, score, n_pruned, regrow, event.regen if regrow else 0.0, floor
+        pruned_now = sum(int((m == 0).sum()) for m in current.values())
+        n_regen = S.regen_budget(pruned_now, event.regen) if regrow is not None else 0
+        floor = S.floors({k: b.out_channels for k, b in blocks.items()}, event.cfg.min_keep_fraction)
+        if regrow is not None:  # each layer's signal relative to its typical active channel's
+            regrow = {k: S.normalise(r.double(), current[k] > 0) for k, r in regrow.items()}
+        new, revived = S.select(
+            current,
+            score,
+            n_pruned,
+            allocation=event.allocation or self.allocation_default or "global",
+            regrow=regrow,
+            n_regen=n_regen,
+            min_keep=floor,
+            cost=event.cost,
+            compare=getattr(event.cfg, "score_compare", "mean"),
         )
         for k, b in blocks.items():
             b.channel_mask.copy_(new[k])
-        return {"regenerated": len(revived), "revived": [[k, i] for k, i in revived]}
+        return {
+            "regenerated": len(revived),
+            "regen_budget": n_regen,
+            "revived": [[k, i] for k, i in revived],
+        }

@@ -11,6 +11,9 @@ from snnc.prune.scores import normalise
 
 class L1(ChannelMethod):
     name = "l1"
+    # Li et al. prune each layer by its own fixed ratio (sec. 4, sensitivity analysis), not by one
+    # ranking across layers; uniform is that with one ratio for all.
+    allocation_default = "uniform"
 
     def score(self, event: PruneEvent) -> Scores:
         """L1 norm of each output channel's weights times its BN scale (the current the filter

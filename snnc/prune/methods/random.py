@@ -10,6 +10,8 @@ from snnc.prune.methods.base import ChannelMethod, PruneEvent, Scores
 
 class Random(ChannelMethod):
     name = "random"
+    # Random scores have no scale to compare across layers; the same share from every layer.
+    allocation_default = "uniform"
 
     def score(self, event: PruneEvent) -> Scores:
         """Uniform scores from a generator seeded by ``(seed, 7, epoch)``: identical on every rank

@@ -1,8 +1,13 @@
 """NNrelief (Dekhovich et al. 2021, arXiv:2109.10795; docs/methods.md, "NNrelief").
 
-Prunes conv kernels and dense weights by their share of the neuron's input (measured on two batches
-of the scoring window, :func:`snnc.prune.monitors.relief_contributions`), never regenerates, and
-removes the channels and neurons left without an outgoing connection.
+Per neuron, the fewest top inputs (conv: whole 2-D kernels; the bias is one of the ranked items)
+whose shares of the neuron's input flow add up to ``alpha`` are kept and the rest pruned (shares
+measured on two batches of the scoring window, :func:`snnc.prune.monitors.relief_contributions`).
+As in the authors' code (adekhovich/NNrelief), dead units (no spike on the pruning set) lose all
+their inputs, and backward pruning removes every unit left without an outgoing connection, from the
+output down. ``--sparsity`` is a target: at each prune event ``alpha`` is set by bisection
+(:func:`alpha_for_target`) so that the pruned share of conv + dense weights reaches the schedule's
+target. Never regenerates.
 """
 
 from __future__ import annotations
@@ -58,38 +63,24 @@ def relief_keys(shares: torch.Tensor, alpha: float) -> torch.Tensor:
     return keys
 
 
-def select_connections(
-    blocks: dict[str, SpikingBlock], keys: dict[str, torch.Tensor], n_pruned: int
-) -> dict[str, torch.Tensor]:
-    """Connection masks (``weight_mask`` shapes) with ``n_pruned`` weights pruned in total: the
-    already pruned stay pruned (no regeneration in NNrelief), then units with the largest key go,
-    each unit being a weight (dense) or a kernel ``K_ij`` (conv, ``k*k`` weights). Every neuron
-    keeps its top input."""
-    items = []
-    pruned = 0
-    new = {}
-    order = {name: i for i, name in enumerate(blocks)}
-    for name, b in blocks.items():
-        wm = b.weight_mask
-        unit = int(wm[0, 0].numel()) if isinstance(b, Conv) else 1
-        alive = (wm.flatten(2).amax(2) > 0) if isinstance(b, Conv) else wm > 0
-        new[name] = alive.clone()
-        pruned += int((~alive).sum()) * unit
-        k = keys[name]
-        top = torch.zeros_like(alive)  # each neuron's most important input is never pruned
-        top.scatter_(1, k.argmin(1, keepdim=True), True)
-        for j, i in torch.nonzero(alive & ~top).tolist():
-            items.append((-float(k[j, i]), order[name], j, i, name, unit))
-    for _, _, j, i, name, unit in sorted(items):
-        if pruned >= n_pruned:
-            break
-        new[name][j, i] = False
-        pruned += unit
-    out = {}
-    for name, b in blocks.items():
-        m = new[name].to(b.weight_mask.dtype)
-        out[name] = m.view(*m.shape, 1, 1).expand_as(b.weight_mask).clone() if isinstance(b, Conv) else m
-    return out
+def relief_prefix(shares: torch.Tensor, bias_share: torch.Tensor) -> torch.Tensor:
+    """For each input ``i`` of neuron ``j`` (``shares`` ``(C_out, C_in)``, ``bias_share``
+    ``(C_out,)``), the share held by the items ranked above it, the bias being one of the items
+    (ties: lower index first). The paper keeps the fewest top items whose shares reach ``alpha``:
+    exactly the inputs with prefix ``< alpha`` (the authors' code: ``pivot = #(cumsum < alpha S) +
+    1`` items kept)."""
+    items = torch.cat([shares, bias_share.view(-1, 1)], 1)
+    vals, idx = items.sort(dim=1, descending=True, stable=True)
+    before = vals.cumsum(1) - vals
+    prefix = torch.empty_like(items)
+    prefix.scatter_(1, idx, before)
+    return prefix[:, :-1]
+
+
+def relief_alphas(r: float, alpha_conv: float, alpha_fc: float) -> tuple[float, float]:
+    """The one-parameter family the bisection searches: ``1 - alpha = r (1 - alpha_0)`` for conv and
+    dense alike (``r = 1``: the configured ``alpha_conv``/``alpha_fc``; ``r = 0``: alpha 1)."""
+    return max(0.0, 1.0 - r * (1.0 - alpha_conv)), max(0.0, 1.0 - r * (1.0 - alpha_fc))
 
 
 class Relief(Method):
@@ -100,31 +91,124 @@ class Relief(Method):
         return dict(M.connection_targets(model))
 
     def records(self, regen: bool) -> tuple[str, ...]:
-        return ("relief",)
+        return ("relief", "rate")
 
-    def score(self, event: PruneEvent) -> Scores:
-        """Minus :func:`relief_keys` of each connection (``(C_out, C_in)``; a conv kernel is one
-        unit), at ``alpha_conv`` or ``alpha_fc``."""
+    def shares(self, event: PruneEvent) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{layer: (input shares (C_out, C_in), bias share (C_out,))}`` (:func:`relief_shares`)."""
         mon, out = event.monitor, {}
         for k, b in event.blocks.items():
-            conv = isinstance(b, Conv)
-            shares = relief_shares(
-                mon.sums[k]["relief"],
-                float(mon.sums[k]["relief_samples"]),
-                relief_bias(b),
-                mon.out_hw.get(k, 1) if conv else 1,
+            hw = mon.out_hw.get(k, 1) if isinstance(b, Conv) else 1
+            bias = relief_bias(b)
+            sh = relief_shares(mon.sums[k]["relief"], float(mon.sums[k]["relief_samples"]), bias, hw)
+            mean = mon.sums[k]["relief"] / max(float(mon.sums[k]["relief_samples"]), 1.0)
+            denom = mean.sum(1) + bias * math.sqrt(hw)
+            bshare = torch.where(
+                denom > 0, bias * math.sqrt(hw) / denom.clamp(min=1e-300), torch.zeros_like(bias)
             )
-            out[k] = -relief_keys(shares, event.cfg.alpha_conv if conv else event.cfg.alpha_fc)
+            out[k] = (sh, bshare)
         return out
 
+    def score(self, event: PruneEvent) -> Scores:
+        """Minus the :func:`relief_prefix` of each connection (``(C_out, C_in)``, a conv kernel is one
+        unit): higher = keep; the paper keeps those with prefix below ``alpha``."""
+        return {k: -relief_prefix(sh, bs) for k, (sh, bs) in self.shares(event).items()}
+
     def prune(self, event: PruneEvent) -> dict:
-        blocks = event.blocks
+        blocks, model = event.blocks, event.model
+        prefix = {k: -s for k, s in self.score(event).items()}
+        dead = {
+            k: (event.monitor.sums[k].get("rate", torch.ones(b.out_channels)) == 0) & (b.channel_mask > 0)
+            for k, b in blocks.items()
+        }
+        output = list(blocks)[-1]
+        dead[output] = torch.zeros_like(dead[output])  # the output layer's neurons are never removed
         total = sum(b.weight.numel() for b in blocks.values())
-        keys = {k: -s for k, s in self.score(event).items()}
-        new = select_connections(blocks, keys, int(round(event.target * total)))
-        for k, b in blocks.items():
-            b.weight_mask.copy_(new[k])
-        return {"orphans_removed": M.remove_orphans(event.model)}
+        n_target = int(round(event.target * total))
+        r, pruned, info = alpha_for_target(
+            model, blocks, prefix, dead, n_target, event.cfg.alpha_conv, event.cfg.alpha_fc
+        )
+        apply_relief(model, blocks, prefix, dead, *relief_alphas(r, event.cfg.alpha_conv, event.cfg.alpha_fc))
+        a_conv, a_fc = relief_alphas(r, event.cfg.alpha_conv, event.cfg.alpha_fc)
+        return {
+            "alpha_conv": a_conv,
+            "alpha_fc": a_fc,
+            "pruned_weights": pruned,
+            "target_weights": n_target,
+            "dead_units": int(sum(int(d.sum()) for d in dead.values())),
+            **info,
+        }
+
+
+def apply_relief(
+    model: SpikingNet,
+    blocks: dict[str, SpikingBlock],
+    prefix: dict[str, torch.Tensor],
+    dead: dict[str, torch.Tensor],
+    alpha_conv: float,
+    alpha_fc: float,
+) -> int:
+    """Write the masks of the alpha rule (on top of the current ones: pruned stays pruned), remove
+    ``dead`` units whole, then backward-prune to a fixed point; returns the orphans removed."""
+    for k, b in blocks.items():
+        conv = isinstance(b, Conv)
+        keep = prefix[k] < (alpha_conv if conv else alpha_fc)
+        m = keep.to(b.weight_mask.dtype)
+        if conv:
+            m = m.view(*m.shape, 1, 1).expand_as(b.weight_mask)
+        b.weight_mask.mul_(m)
+        b.channel_mask[dead[k]] = 0.0
+    orphans = 0
+    while True:  # backward pruning: a unit with no outgoing connection loses its inputs
+        n = M.remove_orphans(model)
+        if n == 0:
+            return orphans
+        orphans += n
+
+
+def _pruned(blocks: dict[str, SpikingBlock]) -> int:
+    return sum(int(b.weight.numel() - M.effective_weight_mask(b).sum()) for b in blocks.values())
+
+
+def alpha_for_target(
+    model: SpikingNet,
+    blocks: dict[str, SpikingBlock],
+    prefix: dict[str, torch.Tensor],
+    dead: dict[str, torch.Tensor],
+    n_target: int,
+    alpha_conv: float,
+    alpha_fc: float,
+    iterations: int = 40,
+) -> tuple[float, int, dict]:
+    """The smallest ``r`` (:func:`relief_alphas`) whose rule prunes at least ``n_target`` weights
+    (dead units and orphans included), by bisection: the pruned count never falls as ``r`` grows
+    (a smaller alpha keeps a subset of each neuron's items, and a subset orphans at least as many
+    units). Leaves the masks as they were. Returns (r, weights pruned at r, log)."""
+    saved = {k: (b.weight_mask.clone(), b.channel_mask.clone()) for k, b in blocks.items()}
+
+    def count(r: float) -> int:
+        try:
+            apply_relief(model, blocks, prefix, dead, *relief_alphas(r, alpha_conv, alpha_fc))
+            return _pruned(blocks)
+        finally:
+            for k, b in blocks.items():
+                b.weight_mask.copy_(saved[k][0])
+                b.channel_mask.copy_(saved[k][1])
+
+    hi = 1.0 / max(1e-12, min(1.0 - alpha_conv, 1.0 - alpha_fc))  # alpha 0 for both: top item only
+    lo = 0.0
+    at_lo = count(lo)
+    if at_lo >= n_target:
+        return lo, at_lo, {"alpha_search": "target met at alpha 1 (dead units and zero-flow inputs)"}
+    at_hi = count(hi)
+    if at_hi < n_target:
+        return hi, at_hi, {"alpha_search": "target beyond alpha 0 (one item per neuron)"}
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if count(mid) >= n_target:
+            hi = mid
+        else:
+            lo = mid
+    return hi, count(hi), {"alpha_search": "bisection"}
 
 
 METHOD = Relief()

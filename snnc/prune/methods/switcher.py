@@ -1,15 +1,18 @@
 """The switcher method (``switcher``): a small network that reads a task network's FC weights and
-outputs connection switches (after the switcher-network pruning of arXiv:2103.15590; see
-docs/methods.md for what we follow and where we had to choose).
+outputs connection switches (after the switcher-network pruning of arXiv:2103.15590; the paper
+gives no architecture, so docs/methods.md, "Switcher network", records what we chose and measured).
 
-For each FC weight ``w_ij`` the switcher sees four features of its layer, normalised by the layer's
-weight scale: ``w_ij``, ``|w_ij|``, the mean ``|w|`` of row ``j`` (the neuron) and of column ``i``
-(the input), and outputs a switch probability ``p_ij = sigmoid(f(features))`` through one shared
-MLP. The task net uses the binarised switch ``1[p > 1/2]`` with a straight-through gradient (Bengio
-et al. 2013, arXiv:1308.3432), so the switcher learns from the task loss plus ``lambda * mean(p)``
-(sparsity); the two nets are trained alternately with SGD on that loss. At a prune event the mask
-keeps the top-``p`` connections needed to meet the schedule's sparsity; the final structure is that
-binarised switch.
+For each FC weight ``w_ij`` the switcher sees five features, divided by the mean ``|w|`` over all FC
+layers: ``w_ij``, ``|w_ij|``, the mean ``|w|`` of row ``j`` (the neuron) and of column ``i`` (the
+input), and ``|w_ij| - |w_ij(start)|`` (what the run's training did to the connection, which the
+magnitude alone does not tell). Its switch probability is ``p = sigmoid(PRIOR (a - 1) + f)``, ``a``
+the scaled ``|w_ij|`` and ``f`` a shared MLP starting at 0, so the untrained switcher ranks as
+magnitude pruning does and training learns the difference. The switcher is trained on the odd
+batches of a prune epoch (SGD) on ``task loss + lambda * mean(p)``, the task net seeing the
+binarised switch ``1[p > 1/2]`` with a straight-through gradient (Bengio et al. 2013,
+arXiv:1308.3432); the task net trains on the even batches with its mask. At a prune event the mask
+keeps the top-``p`` connections needed to meet the schedule's sparsity (switched-back connections
+regenerate at zero).
 """
 
 from __future__ import annotations
@@ -27,29 +30,54 @@ from snnc.prune.distributed import all_reduce_mean
 from snnc.prune.methods.base import Method, PruneEvent, Scores
 from snnc.prune.resume import load_optimizer, optimizer_tensors
 
+N_FEATURES = 5
 
-def features(weight: torch.Tensor) -> torch.Tensor:
-    """``(out, in)`` weights -> ``(out, in, 4)`` switcher features."""
+
+def features(
+    weight: torch.Tensor, start: torch.Tensor | None = None, scale: torch.Tensor | float | None = None
+) -> torch.Tensor:
+    """``(out, in)`` weights (and the same weights at the start of the run) -> ``(out, in, 5)``
+    switcher features: ``w``, ``|w|``, row and column mean ``|w|``, ``|w| - |w_start|``, all divided
+    by ``scale`` (default: the layer's mean ``|w|``; the method passes the mean over all FC
+    layers, so that the features, like magnitude pruning, compare weights across layers)."""
     w = weight.detach()
-    scale = w.abs().mean().clamp(min=1e-12)
+    scale = w.abs().mean().clamp(min=1e-12) if scale is None else scale
     a = w.abs() / scale
     row = a.mean(1, keepdim=True).expand_as(a)
     col = a.mean(0, keepdim=True).expand_as(a)
-    return torch.stack([w / scale, a, row, col], dim=-1)
+    moved = a - start.detach().abs() / scale if start is not None else torch.zeros_like(a)
+    return torch.stack([w / scale, a, row, col, moved], dim=-1)
+
+
+PRIOR = 4.0  # slope of the magnitude prior in the switch logit
 
 
 class Switcher(nn.Module):
-    """Shared per-connection MLP ``4 -> hidden -> 1``; starts with every switch on (p ~ 0.88)."""
+    """Switch probability ``p = sigmoid(PRIOR (a - 1) + f(features))``, ``a = |w| / scale``
+    (:func:`features`), ``f`` a shared per-connection MLP ``5 -> hidden -> 1`` whose last layer
+    starts at zero: the untrained switcher ranks as magnitude does (connections above the mean
+    ``|w|`` on), and what training adds is ``f``, learned from the task loss."""
 
     def __init__(self, hidden: int = 16) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, 1))
         with torch.no_grad():
-            self.net[2].bias.fill_(2.0)
+            self.net[2].weight.zero_()
+            self.net[2].bias.zero_()
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, weight: torch.Tensor, start: torch.Tensor | None = None, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Switch probabilities ``(out, in)`` for an FC weight ``(out, in)``."""
-        return torch.sigmoid(self.net(features(weight)).squeeze(-1))
+        return torch.sigmoid(self.logit(weight, start, scale))
+
+    def logit(
+        self, weight: torch.Tensor, start: torch.Tensor | None = None, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The switch's logit ``PRIOR (a - 1) + f``: what prune events rank by (the probability
+        saturates at 1 in float32 for large weights, which would make ties of the top ones)."""
+        feats = features(weight, start, scale)
+        return PRIOR * (feats[..., 1] - 1.0) + self.net(feats).squeeze(-1)
 
 
 def straight_through(p: torch.Tensor) -> torch.Tensor:
@@ -61,9 +89,9 @@ def straight_through(p: torch.Tensor) -> torch.Tensor:
 def switcher_masks(
     probs: dict[str, torch.Tensor], blocks: dict[str, Dense], n_pruned: int
 ) -> dict[str, torch.Tensor]:
-    """Masks keeping the connections with the highest switch probability ``probs`` (``{layer: (out,
-    in)}``) so that ``n_pruned`` FC weights are pruned in total; every neuron keeps its
-    most-switched-on input."""
+    """Masks keeping the connections with the highest score ``probs`` (``{layer: (out, in)}``: switch
+    logits, probabilities or magnitudes) so that ``n_pruned`` FC weights are pruned in total; every
+    neuron keeps its highest-scoring input."""
     flat = torch.cat([p.flatten() for p in probs.values()])
     protected = []
     for p in probs.values():
@@ -71,7 +99,7 @@ def switcher_masks(
         t.scatter_(1, p.argmax(1, keepdim=True), True)
         protected.append(t.flatten())
     prot = torch.cat(protected)
-    key = torch.where(prot, torch.full_like(flat, 2.0), flat)
+    key = torch.where(prot, torch.full_like(flat, float("inf")), flat)
     order = torch.sort(key, stable=True).indices
     keep = torch.ones_like(flat, dtype=torch.bool)
     keep[order[: min(n_pruned, int((~prot).sum()))]] = False
@@ -90,6 +118,7 @@ class SwitcherTraining:
     def __init__(self, model: SpikingNet, cfg: PruneConfig) -> None:
         self.model, self.cfg = model, cfg
         self.fc = dict(M.connection_targets(model, (Dense,)))
+        self.start = {k: b.weight.detach().clone() for k, b in self.fc.items()}
         self.switcher = Switcher()
         self.opt = torch.optim.SGD(self.switcher.parameters(), lr=cfg.switcher_lr, momentum=0.9)
 
@@ -101,8 +130,8 @@ class SwitcherTraining:
         saved = {k: b.weight_mask for k, b in self.fc.items()}
         probs = []
         try:
-            for b in self.fc.values():
-                p = self.switcher(b.weight)
+            for k, p in self.probs().items():
+                b = self.fc[k]
                 probs.append(p.flatten())
                 # The switch replaces the mask for this step (a buffer may hold a non-leaf tensor).
                 b.weight_mask = straight_through(p)
@@ -119,14 +148,27 @@ class SwitcherTraining:
         self.opt.step()
         return True
 
+    def logits(self) -> dict[str, torch.Tensor]:
+        """Switch logits of every FC layer, features scaled by the mean ``|w|`` of all FC weights."""
+        scale = (
+            torch.cat([b.weight.detach().abs().flatten() for b in self.fc.values()]).mean().clamp(min=1e-12)
+        )
+        return {k: self.switcher.logit(b.weight, self.start.get(k), scale) for k, b in self.fc.items()}
+
+    def probs(self) -> dict[str, torch.Tensor]:
+        """Switch probabilities of every FC layer (:meth:`logits` through a sigmoid)."""
+        return {k: torch.sigmoid(v) for k, v in self.logits().items()}
+
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {f"switcher.{k}": v for k, v in self.switcher.state_dict().items()}
+        tensors.update({f"swstart.{k}": v for k, v in self.start.items()})
         opt_tensors, info = optimizer_tensors("swopt", self.opt)
         tensors.update(opt_tensors)
         return tensors, {"swopt": info}
 
     def load_state(self, tensors: dict[str, torch.Tensor], header: dict) -> None:
         self.switcher.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("switcher.")})
+        self.start = {k: tensors[f"swstart.{k}"] for k in self.fc if f"swstart.{k}" in tensors} or self.start
         load_optimizer("swopt", self.opt, tensors, header["swopt"])
 
 
@@ -145,21 +187,36 @@ class SwitcherMethod(Method):
         return SwitcherTraining(model, cfg)
 
     def score(self, event: PruneEvent) -> Scores:
-        """Switch probabilities ``(out, in)`` of every FC connection. They rank pruned connections
-        too, so a connection switched back on regenerates (no separate ``regrow``)."""
+        """Switch logits ``(out, in)`` of every FC connection (ranked as the probabilities, without
+        their saturation). They rank pruned connections too, so a connection switched back on
+        regenerates (no separate ``regrow``)."""
         with torch.no_grad():
-            return {k: event.training.switcher(b.weight).double() for k, b in event.blocks.items()}
+            return {k: v.double() for k, v in event.training.logits().items()}
 
     def prune(self, event: PruneEvent) -> dict:
         blocks = event.blocks
         total = sum(b.weight.numel() for b in blocks.values())
-        new = switcher_masks(self.score(event), blocks, int(round(event.target * total)))
+        n_pruned = int(round(event.target * total))
+        new = switcher_masks(self.score(event), blocks, n_pruned)
+        # What magnitude (same count, same rule) would keep on the same weights: how much the switch
+        # differs from |w| (1.0 = it learned nothing magnitude does not say).
+        mag = switcher_masks(
+            {k: (b.weight.detach().abs() * b.weight_mask).double() for k, b in blocks.items()},
+            blocks,
+            n_pruned,
+        )
+        kept = sum(int(new[k].sum()) for k in blocks)
+        agree = sum(int(((new[k] > 0) & (mag[k] > 0)).sum()) for k in blocks)
         regenerated = 0
         for k, b in blocks.items():
             before = b.weight_mask.clone()
             b.weight_mask.copy_(new[k])
             regenerated += int(((before == 0) & (new[k] > 0)).sum())
-        return {"regenerated": regenerated}
+        return {
+            "regenerated": regenerated,
+            "magnitude_agreement": agree / max(kept, 1),
+            "kept_per_layer": {k: int(new[k].sum()) for k in blocks},
+        }
 
 
 METHOD = SwitcherMethod()
