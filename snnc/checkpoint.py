@@ -598,11 +598,35 @@ def check_tensor_values(tensors: dict, path) -> None:
             raise SnncError(f"{path}: mask {key} holds values other than 0 and 1; the model file is corrupt")
 
 
-def load_model(path: str | os.PathLike, trust_pickle: bool = False):
-    """Rebuild a zoo model from a model file. Returns ``(model, header)``; the model is in eval mode."""
+def check_arch(header: dict, path, arch: str | None) -> None:
+    """A one-line :class:`UsageError` unless the file's architecture may be rebuilt with ``arch``
+    (the ``--arch`` the user gave, or None). A user architecture (``package.module:factory``) is
+    rebuilt only when the user names it again: a model file never carries code, and reading one
+    never imports a module the file names."""
+    from snnc.nn.zoo import is_user_arch
+
+    name = header["arch"]["name"]
+    shown = name if len(name) <= 100 else name[:97] + "..."
+    if is_user_arch(name) and arch is None:
+        raise UsageError(
+            f"{path} was built by the user architecture {shown!r}; pass --arch {shown} to rebuild it "
+            "(model files hold no code)"
+        )
+    if arch is not None and arch != name:
+        raise UsageError(
+            f"{path} holds architecture {shown!r}, not --arch {arch[:100]!r}; pass --arch {shown}"
+        )
+
+
+def load_model(path: str | os.PathLike, trust_pickle: bool = False, arch: str | None = None):
+    """Rebuild a zoo model from a model file. Returns ``(model, header)``; the model is in eval mode.
+
+    ``arch``: the ``--arch`` the user gave; needed (and equal to the file's) for a file made from a
+    user architecture ``package.module:factory`` (:func:`check_arch`)."""
     from snnc.nn.zoo import build
 
     tensors, header = read_tensors(path, trust_pickle=trust_pickle)
+    check_arch(header, path, arch)
     check_tensor_values(tensors, path)
     held = sum(t.numel() for t in tensors.values() if hasattr(t, "numel"))
     model = build(header["arch"]["name"], header["arch"]["config"], max_elements=held)  # before allocating

@@ -33,6 +33,7 @@ class TrainConfig:
     arch_config: dict = field(default_factory=dict)
     train_limit: int | None = None
     val_limit: int | None = None  # validate on the first N validation samples (None = all)
+    test_limit: int | None = None  # report test accuracy on the first N test samples (None = all)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,7 +164,8 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNe
             }
         )
     train_seconds = time.perf_counter() - t0
-    test_acc = evaluate(model, *ds.test, cfg.steps, cfg.encoding, seed=cfg.seed)
+    xt, yt = ds.test[0][: cfg.test_limit], ds.test[1][: cfg.test_limit]
+    test_acc = evaluate(model, xt, yt, cfg.steps, cfg.encoding, seed=cfg.seed)
     result = {
         "arch": cfg.arch,
         "dataset": cfg.dataset,
@@ -171,6 +173,7 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> tuple[SpikingNe
         "steps": cfg.steps,
         "encoding": cfg.encoding,
         "test_accuracy": test_acc,
+        "test_samples": int(len(yt)),
         "train_seconds": train_seconds,
         "seconds_per_epoch": train_seconds / max(cfg.epochs, 1),
         "train_samples": int(len(x)),

@@ -41,6 +41,7 @@ class EvaluateOptions:
     encoding: str | None = None
     seed: int = 0
     trust_pickle: bool = False
+    arch: str | None = None  # --arch: needed for a model file made from a user architecture
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,22 @@ def read_subject(opts: EvaluateOptions) -> Subject:
     if is_model_file(path):
         from snnc import checkpoint
 
-        model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
+        model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle, arch=opts.arch)
         from snnc import data as D
 
         settings = D.check_data_settings(header.get("data"), str(path))
         return Subject("model", settings, model=model, header=header)
     if opts.backend == "torch":
-        raise UsageError("--backend torch needs a model file; a build or .net file runs on sim or lava")
+        from snnc.commands.models import network_kind, read_graph
+
+        kind = network_kind(path)
+        if kind is None:
+            raise UsageError(
+                "--backend torch needs a model file, a .net or a .nir file; a build runs on sim or lava"
+            )
+        from snnc.nn.from_graph import graph_to_model  # the network as the float model prune trains
+
+        return Subject("net", {}, model=graph_to_model(read_graph(path, kind)))
     from snnc.targets import load_net
 
     graph = load_net(path)
@@ -173,20 +183,24 @@ def run_evaluate(opts: EvaluateOptions, reporter: Reporter | None = None) -> Out
     dataset = opts.dataset or subject.settings.get("dataset")
     if dataset is None:
         raise UsageError(f"{path} records no dataset; give --dataset digits, mnist or PATH.npz")
+    dataset = D.with_bins(dataset, opts.steps or subject.settings.get("steps"))
     # a netx file (or a build of one) records no steps or encoding: snnc's defaults, said so below
     defaulted = [k for k, v in (("steps", opts.steps), ("encoding", opts.encoding)) if v is None]
     defaulted = [k for k in defaulted if not subject.settings.get(k)]
     steps = int(opts.steps or subject.settings.get("steps") or DEFAULT_DATA["steps"])
     encoding = opts.encoding or subject.settings.get("encoding") or DEFAULT_DATA["encoding"]
     ds = D.load(dataset)
+    if ds.time_steps is not None:
+        defaulted = []  # a spike dataset fixes both
     if ds.time_steps is not None or encoding == "given":
         steps, encoding = D.resolve_settings(ds, opts.steps or subject.settings.get("steps"), encoding)
     graph = compiled_graph(subject, path) if opts.backend != "torch" else None
     x, y = ds.test
     if opts.limit is not None:
         x, y = x[: opts.limit], y[: opts.limit]
-    if graph is not None:
-        x = D.fit_images(x, graph.input.shape, dataset, str(path), ds.time_steps is not None)
+    if graph is not None or subject.kind == "net":
+        shape = graph.input.shape if graph is not None else subject.model.input_shape
+        x = D.fit_images(x, shape, dataset, str(path), ds.time_steps is not None)
     t0 = time.perf_counter()
     if opts.backend == "torch":
         from snnc.train import evaluate

