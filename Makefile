@@ -44,12 +44,12 @@ fuzz: $(STAMP)
 		--hypothesis-show-statistics tests/fuzz
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check snnc tests benchmarks
-	$(VENV)/bin/ruff format --check snnc tests benchmarks
+	$(VENV)/bin/ruff check snnc tests benchmarks tools examples
+	$(VENV)/bin/ruff format --check snnc tests benchmarks tools examples
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix snnc tests benchmarks
-	$(VENV)/bin/ruff format snnc tests benchmarks
+	$(VENV)/bin/ruff check --fix snnc tests benchmarks tools examples
+	$(VENV)/bin/ruff format snnc tests benchmarks tools examples
 
 bench: $(STAMP)
 	$(VPY) benchmarks/train_throughput.py

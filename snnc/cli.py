@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from snnc.commands import Outcome
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+ARCH_HELP = (
+    "The model file's user architecture package.module:factory, needed to rebuild a model trained "
+    "with it (model files hold no code)."
+)
 TRUST_PICKLE_HELP = (
     "Load a PyTorch checkpoint you made yourself, through a restricted unpickler that admits only "
     "tensors and plain values; TorchScript archives are refused."
@@ -196,9 +200,11 @@ def cli() -> None:
 )
 @click.option(
     "--arch",
-    type=click.Choice(["mlp", "lenet", "convnet", "resnet"]),
+    type=str,
     default="mlp",
     show_default=True,
+    help="mlp, lenet, convnet, resnet, or package.module:factory (your function, no arguments, "
+    "returning a snnc.nn network; the module is imported from PYTHONPATH).",
 )
 @click.option("--epochs", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option(
@@ -235,6 +241,12 @@ def cli() -> None:
     default=None,
     help="Validate each epoch on the first N validation samples only (default: all).",
 )
+@click.option(
+    "--test-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Report test accuracy on the first N test samples only (default: all).",
+)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, or auto.")
 @click.option(
     "-o",
@@ -256,6 +268,7 @@ def train(
     channels,
     train_limit,
     val_limit,
+    test_limit,
     device,
     output,
     seed,
@@ -278,6 +291,7 @@ def train(
         channels=channels,
         train_limit=train_limit,
         val_limit=val_limit,
+        test_limit=test_limit,
         device=device,
         seed=seed,
     )
@@ -313,6 +327,12 @@ def train(
     help="Use only the first N training samples.",
 )
 @click.option(
+    "--test-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Measure accuracy before and after on the first N test samples only (default: all).",
+)
+@click.option(
     "--window",
     type=click.IntRange(min=1),
     default=8,
@@ -329,11 +349,42 @@ def train(
 @click.option(
     "--lr-schedule",
     type=click.Choice(["cosine", "rewind"]),
-    default="cosine",
+    default="rewind",
     show_default=True,
     help="cosine: one decay over all epochs; rewind: full rate while pruning, then a decay "
     "restarted over the fine-tuning epochs.",
 )
+@click.option(
+    "--variant",
+    type=click.Choice(["potential", "rectified", "structured", "unstructured"]),
+    default=None,
+    help="The method's variant (docs/methods.md): sca potential (default) or rectified; criticality "
+    "structured (default) or unstructured.",
+)
+@click.option(
+    "--allocation",
+    type=click.Choice(["global", "uniform"]),
+    default=None,
+    help="global: one ranking of all layers' channels (each layer's scores over their mean, a floor "
+    "per layer); "
+    "uniform: every layer loses the same share (default: the method's own).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["accuracy", "synops", "cores"]),
+    default="accuracy",
+    show_default=True,
+    help="What pruning saves: accuracy ranks by score alone; synops and cores rank by score per "
+    "unit of the channel's SynOps or Loihi 2 neurocores.",
+)
+@click.option(
+    "--regen",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of the pruned units that may come back at a prune event (at least one; "
+    "0 = no regeneration; default 0.2).",
+)
+@click.option("--no-regen", is_flag=True, help="No regeneration (same as --regen 0).")
 @click.option(
     "-o",
     "--output",
@@ -357,6 +408,7 @@ def train(
 )
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT.ckpt if it exists.")
 @click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@click.option("--arch", default=None, help=ARCH_HELP)
 @common_options
 def prune(
     model,
@@ -368,14 +420,21 @@ def prune(
     lr,
     batch_size,
     train_limit,
+    test_limit,
     window,
     distill,
     lr_schedule,
+    allocation,
+    variant,
+    objective,
+    regen,
+    no_regen,
     output,
     report_path,
     plot_dir,
     resume,
     trust_pickle,
+    arch,
     seed,
     as_json,
     quiet,
@@ -395,14 +454,20 @@ def prune(
         lr=lr,
         batch_size=batch_size,
         train_limit=train_limit,
+        test_limit=test_limit,
         window=window,
         distill=distill,
         lr_schedule=lr_schedule,
+        allocation=allocation,
+        variant=variant,
+        objective=objective,
+        regen=0.0 if no_regen else regen,
         report=report_path,
         plot_dir=plot_dir,
         resume=resume,
         trust_pickle=trust_pickle,
         seed=seed,
+        arch=arch,
     )
     finish(run_prune(opts, reporter(quiet, as_json)), quiet, as_json)
 
@@ -439,9 +504,20 @@ def prune(
     default=None,
     help="Neurocore budget (default: the target's own; loihi2: 128, one chip).",
 )
+@click.option(
+    "--core-limit",
+    "core_limits",
+    multiple=True,
+    metavar="KEY=N",
+    help="Override a per-core limit (repeatable; loihi2 only): neurons=4095, sram=96000 (bytes of "
+    "synapses), axons=16000 (inputs), cores=128.",
+)
 @click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@click.option("--arch", default=None, help=ARCH_HELP)
 @common_options
-def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickle, seed, as_json, quiet):
+def compile_cmd(
+    model, target, output, dataset, calib, limit, cores, core_limits, trust_pickle, arch, seed, as_json, quiet
+):
     """Compile MODEL (model file or netx HDF5) for a target into BUILD_DIR."""
     from snnc.commands.compile import CompileOptions, run_compile
 
@@ -454,7 +530,9 @@ def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickl
         limit=limit,
         seed=seed,
         cores=cores,
+        core_limits=tuple(core_limits),
         trust_pickle=trust_pickle,
+        arch=arch,
     )
     finish(run_compile(opts, pass_log(quiet, as_json)), quiet, as_json)
 
@@ -479,12 +557,19 @@ def compile_cmd(model, target, output, dataset, calib, limit, cores, trust_pickl
     help="Y.npy to write: (N, *output_shape, T) spikes of the last layer.",
 )
 @click.option("--backend", type=click.Choice(["sim", "lava", "onnx"]), default="sim", show_default=True)
+@click.option(
+    "--record",
+    metavar="[LAYER:]KIND",
+    default=None,
+    help="Write this to Y instead: a neuron layer's spikes, u or v (int32, end of each step); LAYER "
+    "defaults to the last (e.g. --record v for a non-spiking readout). sim and lava backends.",
+)
 @common_options
-def simulate(net, input_path, output_path, backend, seed, as_json, quiet):
+def simulate(net, input_path, output_path, backend, record, seed, as_json, quiet):
     """Run a build directory or netx file on spikes X and write the output spikes Y."""
     from snnc.commands.simulate import SimulateOptions, run_simulate
 
-    opts = SimulateOptions(net=net, input=input_path, output=output_path, backend=backend)
+    opts = SimulateOptions(net=net, input=input_path, output=output_path, backend=backend, record=record)
     finish(run_simulate(opts), quiet, as_json)
 
 
@@ -519,8 +604,9 @@ def simulate(net, input_path, output_path, backend, seed, as_json, quiet):
     help="Spike encoding (default: the file's data settings, else rate).",
 )
 @click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@click.option("--arch", default=None, help=ARCH_HELP)
 @common_options
-def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, seed, as_json, quiet):
+def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, arch, seed, as_json, quiet):
     """Accuracy by output spike count on the test split (sim, Lava, or the torch model)."""
     from snnc.commands.evaluate import EvaluateOptions, run_evaluate
 
@@ -533,6 +619,7 @@ def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, see
         encoding=encoding,
         seed=seed,
         trust_pickle=trust_pickle,
+        arch=arch,
     )
     finish(run_evaluate(opts, reporter(quiet, as_json)), quiet, as_json)
 
@@ -542,12 +629,13 @@ def evaluate(target, dataset, backend, limit, steps, encoding, trust_pickle, see
 @cli.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path())
 @click.option("--trust-pickle", is_flag=True, help=TRUST_PICKLE_HELP)
+@click.option("--arch", default=None, help=ARCH_HELP)
 @common_options
-def inspect(file, trust_pickle, seed, as_json, quiet):
-    """Describe a model file or a netx HDF5 network: layers, shapes, parameters, masks."""
+def inspect(file, trust_pickle, arch, seed, as_json, quiet):
+    """Describe a model file, a netx HDF5 network or a NIR graph: layers, shapes, parameters, masks."""
     from snnc.commands.inspect import InspectOptions, run_inspect
 
-    finish(run_inspect(InspectOptions(file=file, trust_pickle=trust_pickle)), quiet, as_json)
+    finish(run_inspect(InspectOptions(file=file, trust_pickle=trust_pickle, arch=arch)), quiet, as_json)
 
 
 # ---------------------------------------------------------------------------------------------
