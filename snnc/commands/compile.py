@@ -39,7 +39,9 @@ class CompileOptions:
     limit: int | None = None
     seed: int = 0
     cores: int | None = None
+    core_limits: tuple[str, ...] = ()  # --core-limit KEY=N, e.g. "neurons=4096"
     trust_pickle: bool = False
+    arch: str | None = None  # --arch: needed for a model file made from a user architecture
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ def check_options(opts: CompileOptions) -> None:
     for name, v in (("--calib", opts.calib), ("--limit", opts.limit), ("--cores", opts.cores)):
         if v is not None and v < 1:
             raise UsageError(f"{name} must be a positive integer, got {v}")
+    parse_core_limits(opts.core_limits)
     if opts.calib is not None and opts.dataset is None:
         raise UsageError("--calib needs --dataset to draw calibration samples from")
     from snnc.fileio import check_not_inside, check_output_dir
@@ -68,14 +71,58 @@ def check_options(opts: CompileOptions) -> None:
     check_not_inside({"MODEL": opts.model}, opts.output, "-o")
 
 
-def target_limits(target, cores: int | None):
-    """The target's resource limits with ``--cores`` applied (None: the target's own)."""
-    if cores is None:
+#: ``--core-limit`` keys and the limits fields they set (a target's limits dataclass names them).
+CORE_LIMIT_KEYS = {
+    "cores": "cores",
+    "neurons": "neurons_per_core",
+    "sram": "sram_bytes_per_core",
+    "axons": "in_axons_per_core",
+}
+
+
+def parse_core_limits(items: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """``--core-limit KEY=N`` items -> ``{field: N}``; one-line usage errors for a bad item."""
+    keys = ", ".join(CORE_LIMIT_KEYS)
+    out: dict[str, int] = {}
+    for item in items:
+        key, sep, value = (p.strip() for p in str(item).partition("="))
+        if not sep or key not in CORE_LIMIT_KEYS:
+            raise UsageError(f"--core-limit takes KEY=N with KEY one of {keys}; got {item!r}")
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise UsageError(f"--core-limit {key} must be a positive integer, got {value!r}")
+        field = CORE_LIMIT_KEYS[key]
+        if out.get(field, n) != n:
+            raise UsageError(f"--core-limit {key} is given twice with different values; give it once")
+        out[field] = n
+    return out
+
+
+def target_limits(target, cores: int | None, core_limits: tuple[str, ...] | list[str] = ()):
+    """The target's resource limits with ``--cores`` and ``--core-limit`` applied (None: the
+    target's own)."""
+    changes = parse_core_limits(core_limits)
+    if cores is not None:
+        if changes.get("cores", cores) != cores:
+            raise UsageError("--cores and --core-limit cores= disagree; give the core budget once")
+        changes["cores"] = cores
+    if not changes:
         return None
+    option = "--cores" if cores is not None else "--core-limit"
     limits = getattr(target, "limits", None)
-    if not (dataclasses.is_dataclass(limits) and "cores" in {f.name for f in dataclasses.fields(limits)}):
-        raise UsageError(f"--cores does not apply to target {target.name!r}: it has no neurocore budget")
-    return dataclasses.replace(limits, cores=cores)
+    if not dataclasses.is_dataclass(limits):
+        raise UsageError(
+            f"{option} does not apply to target {target.name!r}: it has no neurocore limits "
+            "(it sizes the net on Loihi 2 for the report but never refuses it)"
+        )
+    fields = {f.name for f in dataclasses.fields(limits)}
+    missing = [k for k in changes if k not in fields]
+    if missing:
+        raise UsageError(f"{option} does not apply to target {target.name!r}: it has no limit {missing[0]}")
+    return dataclasses.replace(limits, **changes)
 
 
 def read_source(opts: CompileOptions) -> Source:
@@ -106,7 +153,7 @@ def read_source(opts: CompileOptions) -> Source:
     from snnc.ir import GraphError
     from snnc.ir.limits import check_graph
 
-    model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle)
+    model, header = checkpoint.load_model(path, trust_pickle=opts.trust_pickle, arch=opts.arch)
     try:
         graph = check_graph(trace(model))  # finite weights and sane sizes before any pass runs
     except GraphError as e:
@@ -230,7 +277,7 @@ def run_compile(opts: CompileOptions, log: Callable[[str], None] | None = None) 
 
     check_options(opts)
     target = TARGETS.get(opts.target)
-    limits = target_limits(target, opts.cores)
+    limits = target_limits(target, opts.cores, opts.core_limits)
     source = read_source(opts)
     data = source.data if opts.dataset is None else {**source.data, "dataset": opts.dataset}
     calibration = None
