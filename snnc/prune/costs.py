@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnc import data as D
 from snnc.nn.blocks import Conv, Dense, Flatten, Pool, Residual, SpikingBlock, conv_pool_weight
 from snnc.nn.zoo import SpikingNet, named_blocks
 from snnc.prune.masks import effective_weight_mask
+from snnc.prune.synops import run_hooked
 
 UnitCost = Callable[[SpikingNet, dict[str, SpikingBlock]], dict[str, torch.Tensor]]
 """``cost(model, blocks) -> {layer: (C,) float tensor}``: the deployed cost of each output channel
@@ -152,17 +152,7 @@ def channel_synops(
                 per_input[name] = per_input.get(name, 0) + got
 
         hooks.append(b.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    try:
-        for xb, _ in D.batches(x, np.zeros(len(x), dtype=np.int64), batch_size, False, None):
-            model(D.encode(xb, steps, encoding, generator=gen))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    run_hooked(model, hooks, x, steps, encoding, seed, batch_size)
     n = max(len(x), 1)
     out = {}
     for name, b in blocks.items():

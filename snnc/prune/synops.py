@@ -55,6 +55,25 @@ def block_synops(block, x: torch.Tensor) -> float:
     return 0.0
 
 
+def run_hooked(
+    model: SpikingNet, hooks: list, x: np.ndarray, steps: int, encoding: str, seed: int, batch_size: int
+):
+    """Run ``model`` in eval mode on images ``x`` encoded as training does (the generator seeded by
+    ``seed``), then remove the forward ``hooks`` that gather what the caller counts and restore the
+    model's mode."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    try:
+        for xb, _ in D.batches(x, np.zeros(len(x), dtype=np.int64), batch_size, False, None):
+            model(D.encode(xb, steps, encoding, generator=gen))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+
+
 @torch.no_grad()
 def measure(
     model: SpikingNet,
@@ -100,17 +119,7 @@ def measure(
                 ops[name] += block_synops(mod, inp[0])
 
             hooks.append(b.register_forward_hook(hook2))
-    was = model.training
-    model.eval()
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    try:
-        for xb, _ in D.batches(x, np.zeros(len(x), dtype=np.int64), batch_size, False, None):
-            model(D.encode(xb, steps, encoding, generator=gen))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
+    run_hooked(model, hooks, x, steps, encoding, seed, batch_size)
     n = max(len(x), 1)
     out = {}
     for name in ops:
